@@ -1,0 +1,98 @@
+"""What every sub-command shares: settings overrides from flags, and mapping errors to exit codes.
+
+Exit codes: 0 success; 2 the user's input or flags must be fixed (bad audio, bad parameter);
+3 the service's setup is wrong (model, adapter or heads cannot be loaded).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable
+from typing import Any
+
+from pydantic import ValidationError
+
+from evalsvc.errors import ConfigurationError, EvalsvcError, UserInputError
+from evalsvc.settings import Settings
+
+EXIT_OK = 0
+EXIT_USER_ERROR = 2
+EXIT_CONFIG_ERROR = 3
+
+Handler = Callable[[argparse.Namespace, Settings], int]
+
+# Flag name -> Settings field; flags default to None so that only what was given overrides the env.
+MODEL_FLAGS: dict[str, str] = {
+    "model": "model",
+    "model_revision": "model_revision",
+    "adapter": "adapter",
+    "heads": "heads",
+    "device": "device",
+    "dtype": "dtype",
+    "max_new_tokens": "max_new_tokens",
+    "temperature": "temperature",
+    "top_p": "top_p",
+    "seed": "seed",
+    "data_dir": "data_dir",
+}
+
+
+def add_model_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("model (override EVALSVC_* settings)")
+    group.add_argument("--model", help="hub id, local checkpoint directory, or 'tiny' (built-in random model)")
+    group.add_argument("--model-revision", help="hub revision (branch, tag or commit)")
+    group.add_argument("--adapter", help="LoRA adapter directory")
+    group.add_argument("--heads", help="regression heads directory")
+    group.add_argument(
+        "--merge-adapter", action="store_true", default=None, help="merge LoRA weights into the model at load"
+    )
+    group.add_argument("--device", help="auto, cpu, cuda or cuda:N")
+    group.add_argument("--dtype", choices=["auto", "float32", "bfloat16", "float16"])
+    group.add_argument("--max-new-tokens", type=int)
+    group.add_argument("--temperature", type=float, help="0 (default) is greedy; > 0 samples")
+    group.add_argument("--top-p", type=float)
+    group.add_argument("--seed", type=int, help="seed for sampled decoding")
+    group.add_argument("--data-dir", help="where the tiny model and the default database live")
+
+
+def settings_from_args(args: argparse.Namespace) -> Settings:
+    overrides: dict[str, Any] = {
+        field: getattr(args, flag) for flag, field in MODEL_FLAGS.items() if getattr(args, flag, None) is not None
+    }
+    if getattr(args, "merge_adapter", None):
+        overrides["merge_adapter"] = True
+    return Settings(**overrides)
+
+
+def run_command(args: argparse.Namespace) -> int:
+    """Run the chosen sub-command, turning every expected error into a message and an exit code."""
+    handler: Handler = args.handler
+    try:
+        settings = settings_from_args(args)
+    except ValidationError as error:
+        return fail("invalid_parameter", _validation_message(error), EXIT_USER_ERROR)
+    try:
+        return handler(args, settings)
+    except UserInputError as error:
+        return fail(error.code, error.message, EXIT_USER_ERROR)
+    except ConfigurationError as error:
+        return fail(error.code, error.message, EXIT_CONFIG_ERROR)
+    except EvalsvcError as error:
+        return fail(error.code, error.message, EXIT_CONFIG_ERROR)
+
+
+def fail(code: str, message: str, exit_code: int) -> int:
+    print(f"error [{code}]: {message}", file=sys.stderr)
+    return exit_code
+
+
+def print_json(payload: Any) -> None:
+    print(json.dumps(payload, indent=2, ensure_ascii=False))
+
+
+def _validation_message(error: ValidationError) -> str:
+    return "; ".join(
+        f"{'.'.join(str(part) for part in item['loc']) or 'settings'}: {item['msg']}" for item in error.errors()
+    )

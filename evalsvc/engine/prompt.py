@@ -1,0 +1,81 @@
+"""The judge's instruction and the strict parser for the score line it asks for.
+
+The prompt text is part of every fingerprint through `PROMPT_VERSION`: changing a single word of it
+changes what the model hears, so it must change the version (a test pins the text to the version).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+
+from evalsvc.engine.types import DIMENSIONS, SCORE_MAX, SCORE_MIN, Scores
+from evalsvc.errors import SCORE_LINE_MALFORMED, SCORE_LINE_MISSING, SCORE_OUT_OF_RANGE, ItemError
+
+PROMPT_VERSION = "empathyeval-v1"
+
+SYSTEM_TEXT = (
+    "You are EmpathyEval, an expert judge of empathy in spoken dialogue. You listen to what a user "
+    "said and how they said it, and to how a spoken assistant answered."
+)
+
+INSTRUCTION_TEXT = (
+    "Assess the spoken system response to the spoken user query.\n"
+    "1. The user's true intent: what they feel, what they need, and what their voice reveals.\n"
+    "2. Whether the response meets that empathetic need, in its wording and in its tone of voice.\n"
+    "3. Actionable suggestions to make the response more empathetic.\n"
+    "Then rate it from 1 to 5 on NS (need support), WA (wording appropriateness), EU (emotion "
+    "understanding) and ES (emotional support). End with exactly one final line of the form\n"
+    "SCORES: NS=<1-5> WA=<1-5> EU=<1-5> ES=<1-5>"
+)
+
+AUDIO_SLOT = "<|audio_start|><|audio_pad|><|audio_end|>"
+
+# Qwen chat format, written out rather than rendered by a chat template so that the exact text the
+# model sees is versioned here and not by whatever template ships with a checkpoint.
+PROMPT_TEMPLATE = (
+    "<|im_start|>system\n{system}<|im_end|>\n"
+    "<|im_start|>user\nUser query: {query_audio}\nSystem response: {response_audio}\n"
+    "{instruction}<|im_end|>\n"
+    "<|im_start|>assistant\n"
+)
+
+_NUMBER = r"(\d+(?:\.\d+)?)"
+_SCORE_LINE = re.compile(
+    r"^SCORES:\s*NS=" + _NUMBER + r"\s+WA=" + _NUMBER + r"\s+EU=" + _NUMBER + r"\s+ES=" + _NUMBER + r"\s*$"
+)
+
+
+def render_prompt() -> str:
+    """The judge prompt with one audio slot for the query and one for the response."""
+    return PROMPT_TEMPLATE.format(
+        system=SYSTEM_TEXT, query_audio=AUDIO_SLOT, response_audio=AUDIO_SLOT, instruction=INSTRUCTION_TEXT
+    )
+
+
+def prompt_text_digest() -> str:
+    """Hash of the prompt text; the tests pin it so a wording change cannot keep an old version."""
+    return hashlib.sha256(render_prompt().encode()).hexdigest()
+
+
+def parse_score_line(text: str) -> Scores | ItemError:
+    """Read the four scores from the final non-empty line of a generated assessment.
+
+    Strict on purpose: a judge whose answer cannot be read gets no score rather than a guessed one.
+    Returns an `ItemError` (missing, malformed or out-of-range line) instead of raising, because a
+    bad generation is a per-item outcome, not a failure of the request.
+    """
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    if not lines or not lines[-1].upper().startswith("SCORES"):
+        return ItemError(SCORE_LINE_MISSING, "the assessment does not end with a 'SCORES: ...' line")
+    match = _SCORE_LINE.match(lines[-1])
+    if match is None:
+        return ItemError(
+            SCORE_LINE_MALFORMED,
+            f"the final line {lines[-1][:120]!r} is not 'SCORES: NS=<1-5> WA=<1-5> EU=<1-5> ES=<1-5>'",
+        )
+    values = [float(group) for group in match.groups()]
+    for name, value in zip(DIMENSIONS, values, strict=True):
+        if not SCORE_MIN <= value <= SCORE_MAX:
+            return ItemError(SCORE_OUT_OF_RANGE, f"{name}={value:g} is outside {SCORE_MIN:g}-{SCORE_MAX:g}")
+    return Scores.from_values(values)

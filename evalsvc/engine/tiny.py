@@ -1,0 +1,212 @@
+"""Build a tiny random Qwen3-Omni judge: checkpoint, tokenizer, feature extractor, LoRA adapter, heads.
+
+No checkpoint can be downloaded here, and tests must still exercise the real transformers/peft code
+path, so the project builds its own miniature of the real architecture and loads it through exactly
+the code that loads the 30B model. Its scores are random numbers; only its plumbing is real.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from peft import get_peft_model
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+from transformers import (
+    PreTrainedTokenizerFast,
+    Qwen3OmniMoeThinkerConfig,
+    Qwen3OmniMoeThinkerForConditionalGeneration,
+    WhisperFeatureExtractor,
+)
+
+from evalsvc.engine.adapter import lora_config_for
+from evalsvc.engine.fingerprint import build_fingerprint
+from evalsvc.engine.heads import HeadsConfig, ScoreHeads
+from evalsvc.engine.prompt import INSTRUCTION_TEXT, SYSTEM_TEXT
+from evalsvc.engine.types import Decoding
+
+TEXT_HIDDEN = 64
+SPECIAL_TOKENS = (
+    "<|endoftext|>",
+    "<|im_start|>",
+    "<|im_end|>",
+    "<|audio_start|>",
+    "<|audio_end|>",
+    "<|audio_pad|>",
+    "<|vision_start|>",
+    "<|vision_end|>",
+    "<|image_pad|>",
+    "<|video_pad|>",
+)
+# Kept without whitespace control (`{%-`), which would also eat the newlines of the Qwen format.
+CHAT_TEMPLATE = (
+    "{% for message in messages %}<|im_start|>{{ message['role'] }}\n{{ message['content'] }}<|im_end|>\n"
+    "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+_CORPUS = (
+    SYSTEM_TEXT,
+    INSTRUCTION_TEXT,
+    "User query: System response: SCORES: NS=4 WA=3 EU=5 ES=2",
+    "The user sounds sad and tired; they need comfort and practical help.",
+    "The response is warm, acknowledges the loss, and offers support. It could ask a gentle question.",
+    "I am so sorry to hear that. That sounds really hard, and it makes sense that you feel this way.",
+)
+
+
+@dataclass(frozen=True)
+class TinyModelPaths:
+    root: Path
+
+    @property
+    def model(self) -> Path:
+        return self.root / "model"
+
+    @property
+    def adapter(self) -> Path:
+        return self.root / "adapter"
+
+    @property
+    def heads(self) -> Path:
+        return self.root / "heads"
+
+    def complete(self) -> bool:
+        return (self.root / "BUILD_COMPLETE").is_file()
+
+
+def build_tokenizer(vocab_size: int = 400) -> PreTrainedTokenizerFast:
+    """A byte-level BPE tokenizer with Qwen's special tokens, trained on a few sentences."""
+    tokenizer = Tokenizer(models.BPE())
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tokenizer.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=list(SPECIAL_TOKENS),
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tokenizer.train_from_iterator(_CORPUS, trainer=trainer)
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tokenizer,
+        eos_token="<|im_end|>",
+        pad_token="<|endoftext|>",
+        padding_side="left",
+        extra_special_tokens={
+            "audio_token": "<|audio_pad|>",
+            "audio_bos_token": "<|audio_start|>",
+            "audio_eos_token": "<|audio_end|>",
+            "image_token": "<|image_pad|>",
+            "video_token": "<|video_pad|>",
+            "vision_bos_token": "<|vision_start|>",
+            "vision_eos_token": "<|vision_end|>",
+        },
+    )
+    fast.chat_template = CHAT_TEMPLATE
+    return fast
+
+
+def build_thinker_config(tokenizer: PreTrainedTokenizerFast) -> Qwen3OmniMoeThinkerConfig:
+    """The real architecture at toy sizes: 1-layer audio encoder, 2-layer 4-expert MoE text model."""
+    token = tokenizer.convert_tokens_to_ids
+    text_config = {
+        "vocab_size": len(tokenizer),
+        "hidden_size": TEXT_HIDDEN,
+        "intermediate_size": 128,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 4,
+        "num_key_value_heads": 2,
+        "head_dim": 16,
+        "moe_intermediate_size": 32,
+        "num_experts": 4,
+        "num_experts_per_tok": 2,
+        "max_position_embeddings": 8192,
+        "rope_parameters": {
+            "rope_type": "default",
+            "rope_theta": 1_000_000.0,
+            "mrope_section": [2, 3, 3],
+            "mrope_interleaved": True,
+        },
+        "pad_token_id": token("<|endoftext|>"),
+        "eos_token_id": token("<|im_end|>"),
+    }
+    audio_config = {
+        "num_mel_bins": 128,
+        "encoder_layers": 1,
+        "encoder_attention_heads": 2,
+        "encoder_ffn_dim": 64,
+        "d_model": 32,
+        "output_dim": TEXT_HIDDEN,
+        "downsample_hidden_size": 16,
+    }
+    vision_config = {
+        "depth": 1,
+        "hidden_size": 32,
+        "intermediate_size": 64,
+        "num_heads": 2,
+        "out_hidden_size": TEXT_HIDDEN,
+        "deepstack_visual_indexes": [0],
+    }
+    return Qwen3OmniMoeThinkerConfig(
+        text_config=text_config,
+        audio_config=audio_config,
+        vision_config=vision_config,
+        audio_token_id=token("<|audio_pad|>"),
+        audio_start_token_id=token("<|audio_start|>"),
+        image_token_id=token("<|image_pad|>"),
+        video_token_id=token("<|video_pad|>"),
+        vision_start_token_id=token("<|vision_start|>"),
+        user_token_id=token("user") if "user" in tokenizer.get_vocab() else 0,
+    )
+
+
+def ensure_tiny_model(root: Path, seed: int = 0) -> TinyModelPaths:
+    """The tiny model under `root`, built first if no complete build is there."""
+    paths = TinyModelPaths(root)
+    return paths if paths.complete() else build_tiny_model(root, seed, replace=False)
+
+
+def build_tiny_model(root: Path, seed: int = 0, *, replace: bool = True) -> TinyModelPaths:
+    """Write a complete tiny judge under `root`; the same seed gives the same weights and fingerprint.
+
+    Built in a temporary sibling directory and renamed into place, so an interrupted build never
+    leaves a half-written model that a later run would trust.
+    """
+    paths = TinyModelPaths(root)
+    root.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{root.name}-", dir=root.parent))
+    try:
+        staged = TinyModelPaths(staging)
+        torch.manual_seed(seed)
+        tokenizer = build_tokenizer()
+        model = Qwen3OmniMoeThinkerForConditionalGeneration(build_thinker_config(tokenizer)).eval()
+        model.save_pretrained(staged.model)
+        tokenizer.save_pretrained(staged.model)
+        WhisperFeatureExtractor(feature_size=128, sampling_rate=16_000, hop_length=160, n_fft=400).save_pretrained(
+            staged.model
+        )
+
+        _build_adapter(model, staged.adapter, seed)
+        backbone = build_fingerprint(str(staged.model), None, staged.adapter, None, Decoding()).backbone
+        torch.manual_seed(seed + 1)
+        heads = ScoreHeads(HeadsConfig(hidden_size=TEXT_HIDDEN, pooling="mean", backbone=backbone))
+        heads.save(staged.heads)
+        (staging / "BUILD_COMPLETE").write_text(json.dumps({"seed": seed}) + "\n")
+        if not replace and paths.complete():
+            return paths  # another process finished the same build first
+        if root.exists():
+            shutil.rmtree(root)
+        staging.rename(root)
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging)
+    return paths
+
+
+def _build_adapter(model: Qwen3OmniMoeThinkerForConditionalGeneration, directory: Path, seed: int) -> None:
+    """A LoRA adapter with non-zero random B matrices, so that applying it really changes outputs."""
+    torch.manual_seed(seed + 2)
+    peft_model = get_peft_model(model, lora_config_for(model, init_lora_weights=False))
+    peft_model.save_pretrained(directory)
