@@ -9,7 +9,8 @@ from typing import Any
 
 from evalsvc.audio import AudioLimits, DecodedAudio, decode_audio
 from evalsvc.cli.common import EXIT_OK, add_model_options, print_json
-from evalsvc.engine import AudioPair, Engine, PairResult
+from evalsvc.engine.engine import Engine
+from evalsvc.engine.types import AudioPair, PairResult
 from evalsvc.engine.types import MODES
 from evalsvc.settings import Settings
 

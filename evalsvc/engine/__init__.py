@@ -1,6 +1,6 @@
-"""EmpathyEval inference: Qwen3-Omni thinker (+ LoRA) with NS/WA/EU/ES heads."""
+"""EmpathyEval inference: Qwen3-Omni thinker (+ LoRA) with NS/WA/EU/ES heads.
 
-from evalsvc.engine.engine import Engine
-from evalsvc.engine.types import AudioPair, Decoding, ModelFingerprint, PairResult, Scores
-
-__all__ = ["AudioPair", "Decoding", "Engine", "ModelFingerprint", "PairResult", "Scores"]
+Nothing is imported here on purpose: `evalsvc.engine.types` must stay importable without loading
+torch and transformers (the store, the HTTP front end and the CLI's cache path use it). The engine
+itself is `evalsvc.engine.engine.Engine`.
+"""

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from evalsvc.audio import SAMPLE_RATE, DecodedAudio
-from evalsvc.engine.heads import pool_hidden_states
+from evalsvc.engine.heads import Pooling, pool_hidden_states
 from evalsvc.engine.inputs import ModelInputs
 from evalsvc.engine.loader import LoadedModel, load_model
 from evalsvc.engine.prompt import parse_score_line
@@ -46,6 +46,12 @@ class Engine:
             self._forward_scores(self._loaded.processor([AudioPair(clip, clip)]).to(self.device, self._loaded.dtype))
         except RuntimeError as error:
             raise ModelLoadError(f"model warm-up failed: {error}") from error
+
+    @torch.inference_mode()
+    def pooled_features(self, pairs: Sequence[AudioPair], pooling: Pooling = "mean") -> torch.Tensor:
+        """Pooled last-layer hidden states [pairs, hidden] in float32: what heads are fitted on."""
+        inputs = self._loaded.processor(pairs).to(self.device, self._loaded.dtype)
+        return pool_hidden_states(self._forward_scores(inputs), inputs.attention_mask, pooling).cpu()
 
     @torch.inference_mode()
     def score(self, pairs: Sequence[AudioPair], mode: Mode) -> list[PairResult]:

@@ -85,6 +85,8 @@ def load_model(settings: Settings) -> LoadedModel:
     artifacts = resolve_artifacts(settings)
     device = resolve_device(settings.device)
     dtype = resolve_dtype(settings.dtype, device)
+    if _looks_like_local_path(artifacts.model) and not Path(artifacts.model).expanduser().is_dir():
+        raise ModelLoadError(f"model directory {artifacts.model} does not exist")
     for label, path in (("adapter", artifacts.adapter), ("heads", artifacts.heads)):
         if path is not None and not path.is_dir():
             raise ModelLoadError(f"{label} directory {path} does not exist")
@@ -111,3 +113,8 @@ def load_model(settings: Settings) -> LoadedModel:
     if heads is not None:
         heads.to(device)
     return LoadedModel(model, core, processor, heads, fingerprint, device, dtype)
+
+
+def _looks_like_local_path(model: str) -> bool:
+    """A hub id is `name` or `org/name`; anything else was meant as a directory on this machine."""
+    return model.startswith(("/", ".", "~")) or model.count("/") > 1

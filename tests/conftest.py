@@ -1,0 +1,44 @@
+"""Shared fixtures: an isolated environment and one tiny model per test session.
+
+EVALSVC_* variables of the developer's shell are removed so that every test sees only the settings it
+constructs; the tiny model (a few seconds to build) is built once and shared read-only.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import pytest
+
+from evalsvc.engine.engine import Engine
+from evalsvc.engine.tiny import TinyModelPaths, build_tiny_model
+from evalsvc.settings import Settings
+
+for _name in [name for name in os.environ if name.startswith("EVALSVC_")]:
+    del os.environ[_name]
+
+
+@pytest.fixture(scope="session")
+def tiny_paths(tmp_path_factory: pytest.TempPathFactory) -> TinyModelPaths:
+    return build_tiny_model(tmp_path_factory.mktemp("tiny") / "seed0", seed=0)
+
+
+@pytest.fixture(scope="session")
+def tiny_settings(tiny_paths: TinyModelPaths, tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    """Settings for the tiny model by explicit paths (the same code path as a real checkpoint)."""
+    return Settings(
+        model=str(tiny_paths.model),
+        adapter=tiny_paths.adapter,
+        heads=tiny_paths.heads,
+        data_dir=tmp_path_factory.mktemp("data"),
+        max_new_tokens=12,
+    )
+
+
+@pytest.fixture(scope="session")
+def engine(tiny_settings: Settings) -> Iterator[Engine]:
+    loaded = Engine.load(tiny_settings)
+    loaded.warmup()
+    yield loaded
+
