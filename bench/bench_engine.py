@@ -29,10 +29,13 @@ BATCH_SIZES = (1, 4, 16)
 def example_pairs(count: int) -> list[AudioPair]:
     """Real speech pairs from examples/pairs, repeated to `count` pairs."""
     limits = AudioLimits()
-    rows = [json.loads(line) for line in (EXAMPLES / "manifest.jsonl").read_text().splitlines() if line.strip()]
+    rows = [
+        json.loads(line) for line in (EXAMPLES / "manifest.jsonl").read_text().splitlines() if line.strip()
+    ]
     pairs = [
         AudioPair(
-            decode_audio(EXAMPLES / row["query_audio"], limits), decode_audio(EXAMPLES / row["response_audio"], limits)
+            decode_audio(EXAMPLES / row["query_audio"], limits),
+            decode_audio(EXAMPLES / row["response_audio"], limits),
         )
         for row in rows
     ]
@@ -66,7 +69,9 @@ def main() -> int:
 
     medians = {size: statistics.median(values) for size, values in samples.items()}
     peak_rss_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(f"tiny model, scores mode, {args.pairs} pairs x {args.rounds} rounds, mean audio {mean_seconds:.1f} s/pair")
+    print(
+        f"tiny model, scores mode, {args.pairs} pairs x {args.rounds} rounds, mean audio {mean_seconds:.1f} s/pair"
+    )
     print("| batch | pairs/s (median) | min | max |")
     print("|---:|---:|---:|---:|")
     for size in BATCH_SIZES:

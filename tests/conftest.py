@@ -41,4 +41,3 @@ def engine(tiny_settings: Settings) -> Iterator[Engine]:
     loaded = Engine.load(tiny_settings)
     loaded.warmup()
     yield loaded
-

@@ -35,7 +35,9 @@ def run_cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, s
 
 
 def test_score_prints_the_documented_json(capsys: pytest.CaptureFixture[str], tiny_data_dir: Path) -> None:
-    code, out, _ = run_cli(capsys, "score", QUERY, RESPONSE, "--model", "tiny", "--data-dir", str(tiny_data_dir))
+    code, out, _ = run_cli(
+        capsys, "score", QUERY, RESPONSE, "--model", "tiny", "--data-dir", str(tiny_data_dir)
+    )
     assert code == EXIT_OK
     payload = json.loads(out)
     assert set(payload["scores"]) == {"NS", "WA", "EU", "ES", "avg"}
@@ -66,16 +68,27 @@ def test_bad_audio_exits_2_with_the_code(
 ) -> None:
     garbage = tmp_path / "garbage.wav"
     garbage.write_bytes(b"RIFF\x00\x00not really a wav file at all")
-    code, out, err = run_cli(capsys, "score", str(garbage), RESPONSE, "--model", "tiny", "--data-dir", str(tiny_data_dir))
+    code, out, err = run_cli(
+        capsys, "score", str(garbage), RESPONSE, "--model", "tiny", "--data-dir", str(tiny_data_dir)
+    )
     assert code == EXIT_USER_ERROR
     assert out == ""
     assert "audio_unreadable" in err
     assert "Traceback" not in err
 
 
-def test_missing_file_exits_2(capsys: pytest.CaptureFixture[str], tiny_data_dir: Path, tmp_path: Path) -> None:
+def test_missing_file_exits_2(
+    capsys: pytest.CaptureFixture[str], tiny_data_dir: Path, tmp_path: Path
+) -> None:
     code, _, err = run_cli(
-        capsys, "score", str(tmp_path / "nope.wav"), RESPONSE, "--model", "tiny", "--data-dir", str(tiny_data_dir)
+        capsys,
+        "score",
+        str(tmp_path / "nope.wav"),
+        RESPONSE,
+        "--model",
+        "tiny",
+        "--data-dir",
+        str(tiny_data_dir),
     )
     assert code == EXIT_USER_ERROR
     assert "nope.wav" in err
@@ -83,7 +96,16 @@ def test_missing_file_exits_2(capsys: pytest.CaptureFixture[str], tiny_data_dir:
 
 def test_invalid_parameter_exits_2(capsys: pytest.CaptureFixture[str], tiny_data_dir: Path) -> None:
     code, _, err = run_cli(
-        capsys, "score", QUERY, RESPONSE, "--model", "tiny", "--data-dir", str(tiny_data_dir), "--max-new-tokens", "0"
+        capsys,
+        "score",
+        QUERY,
+        RESPONSE,
+        "--model",
+        "tiny",
+        "--data-dir",
+        str(tiny_data_dir),
+        "--max-new-tokens",
+        "0",
     )
     assert code == EXIT_USER_ERROR
     assert "invalid_parameter" in err and "max_new_tokens" in err

@@ -142,7 +142,9 @@ def test_heads_hash_changes_the_fingerprint(tmp_path: Path, tiny_paths: TinyMode
     with torch.no_grad():
         heads.linear.bias.add_(0.5)
     heads.save(tmp_path / "refit")
-    original = build_fingerprint(str(tiny_paths.model), None, tiny_paths.adapter, tiny_paths.heads, Decoding())
+    original = build_fingerprint(
+        str(tiny_paths.model), None, tiny_paths.adapter, tiny_paths.heads, Decoding()
+    )
     refit = build_fingerprint(str(tiny_paths.model), None, tiny_paths.adapter, tmp_path / "refit", Decoding())
     assert refit.backbone == original.backbone
     assert refit.key != original.key

@@ -41,7 +41,9 @@ MODEL_FLAGS: dict[str, str] = {
 
 def add_model_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("model (override EVALSVC_* settings)")
-    group.add_argument("--model", help="hub id, local checkpoint directory, or 'tiny' (built-in random model)")
+    group.add_argument(
+        "--model", help="hub id, local checkpoint directory, or 'tiny' (built-in random model)"
+    )
     group.add_argument("--model-revision", help="hub revision (branch, tag or commit)")
     group.add_argument("--adapter", help="LoRA adapter directory")
     group.add_argument("--heads", help="regression heads directory")
@@ -59,7 +61,9 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
 
 def settings_from_args(args: argparse.Namespace) -> Settings:
     overrides: dict[str, Any] = {
-        field: getattr(args, flag) for flag, field in MODEL_FLAGS.items() if getattr(args, flag, None) is not None
+        field: getattr(args, flag)
+        for flag, field in MODEL_FLAGS.items()
+        if getattr(args, flag, None) is not None
     }
     if getattr(args, "merge_adapter", None):
         overrides["merge_adapter"] = True
@@ -94,5 +98,6 @@ def print_json(payload: Any) -> None:
 
 def _validation_message(error: ValidationError) -> str:
     return "; ".join(
-        f"{'.'.join(str(part) for part in item['loc']) or 'settings'}: {item['msg']}" for item in error.errors()
+        f"{'.'.join(str(part) for part in item['loc']) or 'settings'}: {item['msg']}"
+        for item in error.errors()
     )

@@ -10,8 +10,7 @@ from typing import Any
 from evalsvc.audio import AudioLimits, DecodedAudio, decode_audio
 from evalsvc.cli.common import EXIT_OK, add_model_options, print_json
 from evalsvc.engine.engine import Engine
-from evalsvc.engine.types import AudioPair, PairResult
-from evalsvc.engine.types import MODES
+from evalsvc.engine.types import MODES, AudioPair, PairResult
 from evalsvc.settings import Settings
 
 
@@ -22,7 +21,9 @@ def register(commands: argparse._SubParsersAction) -> None:
         description="Judge a spoken system response to a spoken user query: NS, WA, EU, ES scores "
         "and/or a descriptive assessment, printed as JSON.",
     )
-    parser.add_argument("query", type=Path, metavar="QUERY", help="the user's spoken query (wav/flac/ogg/mp3)")
+    parser.add_argument(
+        "query", type=Path, metavar="QUERY", help="the user's spoken query (wav/flac/ogg/mp3)"
+    )
     parser.add_argument("response", type=Path, metavar="RESPONSE", help="the system's spoken response")
     parser.add_argument("--mode", choices=MODES, default="scores", help="what to produce (default: scores)")
     add_model_options(parser)

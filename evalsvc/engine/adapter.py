@@ -8,6 +8,7 @@ experts through `target_parameters`, which requires `lora_dropout=0`.
 from __future__ import annotations
 
 import re
+import warnings
 from pathlib import Path
 
 from peft import LoraConfig, PeftModel
@@ -49,7 +50,10 @@ def apply_adapter(model: nn.Module, adapter_dir: Path, *, merge: bool) -> nn.Mod
     if not (adapter_dir / "adapter_config.json").is_file():
         raise ModelLoadError(f"adapter directory {adapter_dir} has no adapter_config.json")
     try:
-        peft_model = PeftModel.from_pretrained(model, str(adapter_dir), is_trainable=False)
+        with warnings.catch_warnings():
+            # peft 0.21 calls a transformers 5.23 API that warns it is deprecated; not actionable here.
+            warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated")
+            peft_model = PeftModel.from_pretrained(model, str(adapter_dir), is_trainable=False)
     except (OSError, ValueError, KeyError, RuntimeError) as error:
         raise ModelLoadError(f"cannot load LoRA adapter from {adapter_dir}: {error}") from error
     return peft_model.merge_and_unload() if merge else peft_model

@@ -43,7 +43,9 @@ class Engine:
         tone = np.sin(2 * np.pi * 220 * np.arange(SAMPLE_RATE // 2) / SAMPLE_RATE).astype(np.float32) * 0.1
         clip = DecodedAudio(samples=tone, duration_s=0.5, sha256="warmup")
         try:
-            self._forward_scores(self._loaded.processor([AudioPair(clip, clip)]).to(self.device, self._loaded.dtype))
+            self._forward_scores(
+                self._loaded.processor([AudioPair(clip, clip)]).to(self.device, self._loaded.dtype)
+            )
         except RuntimeError as error:
             raise ModelLoadError(f"model warm-up failed: {error}") from error
 
@@ -106,7 +108,9 @@ class Engine:
         values = heads(pool_hidden_states(hidden, attention_mask, heads.config.pooling)).cpu().tolist()
         return [Scores.from_values(row) for row in values]
 
-    def _generate(self, inputs: ModelInputs, *, capture_prefill: bool) -> tuple[list[str], torch.Tensor | None]:
+    def _generate(
+        self, inputs: ModelInputs, *, capture_prefill: bool
+    ) -> tuple[list[str], torch.Tensor | None]:
         decoding = self.fingerprint.decoding
         processor = self._loaded.processor
         options: dict[str, object] = {

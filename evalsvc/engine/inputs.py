@@ -75,7 +75,8 @@ class AudioPromptProcessor:
         input_features, feature_mask = self.features(clips)
         audio_tokens = _get_feat_extract_output_lengths(feature_mask.sum(-1), self.n_window).tolist()
         texts = [
-            self._prompt_with_audio_tokens(audio_tokens[2 * i], audio_tokens[2 * i + 1]) for i in range(len(pairs))
+            self._prompt_with_audio_tokens(audio_tokens[2 * i], audio_tokens[2 * i + 1])
+            for i in range(len(pairs))
         ]
         encoded = self.tokenizer(texts, padding=True, padding_side="left", return_tensors="pt")
         return ModelInputs(

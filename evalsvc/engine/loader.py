@@ -12,6 +12,7 @@ from pathlib import Path
 import torch
 from torch import nn
 from transformers import Qwen3OmniMoeThinkerForConditionalGeneration
+from transformers.utils import logging as transformers_logging
 
 from evalsvc.engine.adapter import apply_adapter
 from evalsvc.engine.fingerprint import build_fingerprint
@@ -82,6 +83,8 @@ def decoding_from_settings(settings: Settings) -> Decoding:
 
 
 def load_model(settings: Settings) -> LoadedModel:
+    # Progress bars on stderr are noise in a service log and in the CLI's output.
+    transformers_logging.disable_progress_bar()
     artifacts = resolve_artifacts(settings)
     device = resolve_device(settings.device)
     dtype = resolve_dtype(settings.dtype, device)
@@ -106,9 +109,15 @@ def load_model(settings: Settings) -> LoadedModel:
         # Unmerged LoRA layers are injected in place, so `core` still runs through them; a merge
         # returns the base model with updated weights, whose inner model is `core` as well.
     fingerprint = build_fingerprint(
-        artifacts.model, artifacts.revision, artifacts.adapter, artifacts.heads, decoding_from_settings(settings)
+        artifacts.model,
+        artifacts.revision,
+        artifacts.adapter,
+        artifacts.heads,
+        decoding_from_settings(settings),
     )
-    heads = ScoreHeads.load(artifacts.heads, expected_backbone=fingerprint.backbone) if artifacts.heads else None
+    heads = (
+        ScoreHeads.load(artifacts.heads, expected_backbone=fingerprint.backbone) if artifacts.heads else None
+    )
     model.to(device).eval()
     if heads is not None:
         heads.to(device)

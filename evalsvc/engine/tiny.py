@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import shutil
 import tempfile
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,6 +23,7 @@ from transformers import (
     Qwen3OmniMoeThinkerForConditionalGeneration,
     WhisperFeatureExtractor,
 )
+from transformers.utils import logging as transformers_logging
 
 from evalsvc.engine.adapter import lora_config_for
 from evalsvc.engine.fingerprint import build_fingerprint
@@ -174,6 +176,7 @@ def build_tiny_model(root: Path, seed: int = 0, *, replace: bool = True) -> Tiny
     Built in a temporary sibling directory and renamed into place, so an interrupted build never
     leaves a half-written model that a later run would trust.
     """
+    transformers_logging.disable_progress_bar()
     paths = TinyModelPaths(root)
     root.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{root.name}-", dir=root.parent))
@@ -184,9 +187,9 @@ def build_tiny_model(root: Path, seed: int = 0, *, replace: bool = True) -> Tiny
         model = Qwen3OmniMoeThinkerForConditionalGeneration(build_thinker_config(tokenizer)).eval()
         model.save_pretrained(staged.model)
         tokenizer.save_pretrained(staged.model)
-        WhisperFeatureExtractor(feature_size=128, sampling_rate=16_000, hop_length=160, n_fft=400).save_pretrained(
-            staged.model
-        )
+        WhisperFeatureExtractor(
+            feature_size=128, sampling_rate=16_000, hop_length=160, n_fft=400
+        ).save_pretrained(staged.model)
 
         _build_adapter(model, staged.adapter, seed)
         backbone = build_fingerprint(str(staged.model), None, staged.adapter, None, Decoding()).backbone
@@ -208,5 +211,7 @@ def build_tiny_model(root: Path, seed: int = 0, *, replace: bool = True) -> Tiny
 def _build_adapter(model: Qwen3OmniMoeThinkerForConditionalGeneration, directory: Path, seed: int) -> None:
     """A LoRA adapter with non-zero random B matrices, so that applying it really changes outputs."""
     torch.manual_seed(seed + 2)
-    peft_model = get_peft_model(model, lora_config_for(model, init_lora_weights=False))
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated")
+        peft_model = get_peft_model(model, lora_config_for(model, init_lora_weights=False))
     peft_model.save_pretrained(directory)
