@@ -1,0 +1,238 @@
+"""The scoring service every path calls (CLI, HTTP, bulk workers): cache first, the model for the rest.
+
+    pairs ──▶ content keys ──▶ one lookup in the store ──▶ hits: answered, `cached=True`
+                                       │
+                                       ▼ misses
+                         one engine batch ──▶ one batched upsert ──▶ `cached=False`, with their ids
+
+What is stored: every result the judge produced, including a generation without a valid score line
+(`SCORE_PARSE_CODES`): for this model and prompt that is the outcome, and scoring it again gives the
+same answer. What is not: any other per-item error, which may be transient; and nothing at all when
+the engine raises, since the exception reaches the caller before anything is written.
+
+The model is loaded only for misses: `LazyEngine` knows its fingerprint from the artefact files
+(hashes of weights index, adapter, heads, plus prompt version and decoding), so a batch answered
+entirely from the store never loads a weight. This module imports neither torch nor transformers
+itself; only computing a fingerprint from files or loading the engine does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol
+
+from evalsvc.engine.types import AudioPair, ModelFingerprint, PairResult, Scores
+from evalsvc.errors import SCORE_PARSE_CODES, ItemError
+from evalsvc.settings import Mode, Settings
+from evalsvc.store import (
+    Result,
+    ResultRecord,
+    Store,
+    content_key,
+    ensure_model_version,
+    find_results,
+    grant_results,
+    store_results,
+)
+
+if TYPE_CHECKING:
+    from evalsvc.engine.engine import Engine
+
+
+class Scorer(Protocol):
+    """What the service needs of an engine; `Engine` and `LazyEngine` both are one."""
+
+    @property
+    def fingerprint(self) -> ModelFingerprint: ...
+
+    def score(self, pairs: Sequence[AudioPair], mode: Mode) -> list[PairResult]: ...
+
+
+@dataclass(frozen=True)
+class ScoredPair:
+    """One pair's answer: the result, its id in the store (None when not stored), and where it came from."""
+
+    result: PairResult
+    id: int | None
+    cached: bool
+
+
+def configured_fingerprint(settings: Settings) -> ModelFingerprint:
+    """The fingerprint `Engine.load(settings)` will have, computed from the artefact files alone."""
+    # Imported here: torch and transformers come with them, and nothing else in this module needs them.
+    from evalsvc.engine.fingerprint import build_fingerprint
+    from evalsvc.engine.loader import decoding_from_settings, resolve_artifacts
+
+    artifacts = resolve_artifacts(settings)
+    return build_fingerprint(
+        artifacts.model,
+        artifacts.revision,
+        artifacts.adapter,
+        artifacts.heads,
+        decoding_from_settings(settings),
+    )
+
+
+class LazyEngine:
+    """An `Engine` that is loaded on the first `score` call, not before."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._engine: Engine | None = None
+        self._file_fingerprint: ModelFingerprint | None = None
+
+    @property
+    def loaded(self) -> bool:
+        return self._engine is not None
+
+    @property
+    def fingerprint(self) -> ModelFingerprint:
+        """From the files until the model is loaded, then the loaded model's own.
+
+        The two agree for local checkpoints and the tiny model; a hub checkpoint not yet downloaded
+        only gets its revision and weights hash once loaded, which makes the first batch a miss.
+        """
+        if self._engine is not None:
+            return self._engine.fingerprint
+        if self._file_fingerprint is None:
+            try:
+                self._file_fingerprint = configured_fingerprint(self._settings)
+            except (OSError, ValueError):
+                # Artefacts that cannot be hashed cannot be loaded either: the loader says why, clearly.
+                return self._load().fingerprint
+        return self._file_fingerprint
+
+    def score(self, pairs: Sequence[AudioPair], mode: Mode) -> list[PairResult]:
+        return self._load().score(pairs, mode)
+
+    def _load(self) -> Engine:
+        if self._engine is None:
+            from evalsvc.engine.engine import Engine
+
+            self._engine = Engine.load(self._settings)
+        return self._engine
+
+
+class ResultCache:
+    """The store seen as a cache of `PairResult`s; remembers model-version ids it has written."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self._model_versions: dict[str, int] = {}
+
+    def lookup(
+        self,
+        fingerprint: ModelFingerprint,
+        pairs: Sequence[AudioPair],
+        mode: Mode,
+        *,
+        tenant_id: int | None = None,
+    ) -> list[ScoredPair | None]:
+        """Stored answers for `pairs` (None where there is none), in one query.
+
+        With `tenant_id`, every hit becomes visible to that tenant: it has now received it.
+        """
+        keys = [_key(pair, fingerprint, mode) for pair in pairs]
+        with self.store.session() as session:
+            rows = find_results(session, keys)
+            if tenant_id is not None and rows:
+                grant_results(session, tenant_id, (row.id for row in rows.values()))
+        return [_from_row(rows[key]) if key in rows else None for key in keys]
+
+    def save(
+        self,
+        fingerprint: ModelFingerprint,
+        pairs: Sequence[AudioPair],
+        mode: Mode,
+        results: Sequence[PairResult],
+        *,
+        tenant_id: int | None = None,
+    ) -> list[int | None]:
+        """Store new results in one transaction; their ids, or None for results not worth keeping."""
+        keys = [_key(pair, fingerprint, mode) for pair in pairs]
+        records = [
+            _record(key, pair, mode, result)
+            for key, pair, result in zip(keys, pairs, results, strict=True)
+            if is_cacheable(result)
+        ]
+        if not records:
+            return [None] * len(pairs)
+        with self.store.session() as session:
+            version_id = self._model_versions.get(fingerprint.key) or ensure_model_version(
+                session, fingerprint
+            )
+            ids = store_results(session, version_id, records)
+            if tenant_id is not None:
+                grant_results(session, tenant_id, ids.values())
+        # Remembered only once committed: a rolled-back transaction may have taken the row with it.
+        self._model_versions[fingerprint.key] = version_id
+        return [
+            ids.get(key) if is_cacheable(result) else None for key, result in zip(keys, results, strict=True)
+        ]
+
+
+def score_pairs(
+    scorer: Scorer,
+    pairs: Sequence[AudioPair],
+    mode: Mode,
+    *,
+    cache: ResultCache | None = None,
+    tenant_id: int | None = None,
+) -> list[ScoredPair]:
+    """Score `pairs`, answering from `cache` what it holds and sending only the rest to `scorer`.
+
+    Without a cache every pair is scored and nothing is stored (`id` None). `tenant_id` records that
+    the tenant received these results (visibility); it does not change the cache key.
+    """
+    if cache is None:
+        return [ScoredPair(result, None, cached=False) for result in scorer.score(pairs, mode)]
+    answers = cache.lookup(scorer.fingerprint, pairs, mode, tenant_id=tenant_id)
+    misses = [index for index, answer in enumerate(answers) if answer is None]
+    if misses:
+        miss_pairs = [pairs[index] for index in misses]
+        results = scorer.score(miss_pairs, mode)
+        # Read after scoring: a model loaded by this call may know its revision only now.
+        ids = cache.save(scorer.fingerprint, miss_pairs, mode, results, tenant_id=tenant_id)
+        for index, result, result_id in zip(misses, results, ids, strict=True):
+            answers[index] = ScoredPair(result, result_id, cached=False)
+    return [answer for answer in answers if answer is not None]
+
+
+def is_cacheable(result: PairResult) -> bool:
+    """A result is kept unless it carries an error that a second attempt might not have."""
+    return result.error is None or result.error.code in SCORE_PARSE_CODES
+
+
+def _key(pair: AudioPair, fingerprint: ModelFingerprint, mode: Mode) -> str:
+    return content_key(pair.query.sha256, pair.response.sha256, fingerprint.key, mode)
+
+
+def _record(key: str, pair: AudioPair, mode: Mode, result: PairResult) -> ResultRecord:
+    scores = result.scores
+    return ResultRecord(
+        content_key=key,
+        query_sha256=pair.query.sha256,
+        response_sha256=pair.response.sha256,
+        mode=mode,
+        ns=scores.NS if scores else None,
+        wa=scores.WA if scores else None,
+        eu=scores.EU if scores else None,
+        es=scores.ES if scores else None,
+        avg=scores.avg if scores else None,
+        assessment=result.assessment,
+        error_code=result.error.code if result.error else None,
+        error_message=result.error.message if result.error else None,
+        # The model time of the batch the pair was scored in.
+        latency_ms=result.timings_ms.get("total_ms"),
+        query_duration_s=pair.query.duration_s,
+        response_duration_s=pair.response.duration_s,
+    )
+
+
+def _from_row(row: Result) -> ScoredPair:
+    scores = None
+    if row.ns is not None and row.wa is not None and row.eu is not None and row.es is not None:
+        scores = Scores(NS=row.ns, WA=row.wa, EU=row.eu, ES=row.es)
+    error = ItemError(row.error_code, row.error_message or "") if row.error_code else None
+    return ScoredPair(PairResult(scores=scores, assessment=row.assessment, error=error), row.id, cached=True)

@@ -1,0 +1,88 @@
+"""The SQL store: every score with its provenance, bulk runs, human labels, tenants.
+
+Open it with `Store.from_settings(settings)` (or `Store(url)`), then call the repository functions
+with a session; callers never write SQL:
+
+    store = Store.from_settings(settings)
+    with store.session() as session:
+        hits = find_results(session, keys)
+
+Modules: `db` (engines, sessions, SQLite pragmas), `models` (the schema), `migrate` (Alembic),
+`upsert` (batched ON CONFLICT for both backends), and one repository module per area: `results`,
+`runs`, `labels`, `tenants`.
+"""
+
+from evalsvc.store.db import Store
+from evalsvc.store.labels import HumanLabelSpec, create_label_set, upsert_labels
+from evalsvc.store.models import (
+    ApiKey,
+    HumanLabel,
+    ItemStatus,
+    LabelSet,
+    ModelVersion,
+    Result,
+    Run,
+    RunItem,
+    RunStatus,
+    Tenant,
+    TenantResult,
+)
+from evalsvc.store.results import (
+    Fingerprint,
+    ResultRecord,
+    content_key,
+    ensure_model_version,
+    find_results,
+    get_result,
+    grant_results,
+    result_ids,
+    store_results,
+)
+from evalsvc.store.runs import (
+    ItemOutcome,
+    RunItemSpec,
+    add_run_items,
+    create_run,
+    pending_items,
+    record_outcomes,
+    refresh_run_counts,
+)
+from evalsvc.store.tenants import create_tenant, issue_api_key, revoke_api_key, tenant_for_api_key
+
+__all__ = [
+    "ApiKey",
+    "Fingerprint",
+    "HumanLabel",
+    "HumanLabelSpec",
+    "ItemOutcome",
+    "ItemStatus",
+    "LabelSet",
+    "ModelVersion",
+    "Result",
+    "ResultRecord",
+    "Run",
+    "RunItem",
+    "RunItemSpec",
+    "RunStatus",
+    "Store",
+    "Tenant",
+    "TenantResult",
+    "add_run_items",
+    "content_key",
+    "create_label_set",
+    "create_run",
+    "create_tenant",
+    "ensure_model_version",
+    "find_results",
+    "get_result",
+    "grant_results",
+    "issue_api_key",
+    "pending_items",
+    "record_outcomes",
+    "refresh_run_counts",
+    "result_ids",
+    "revoke_api_key",
+    "store_results",
+    "tenant_for_api_key",
+    "upsert_labels",
+]

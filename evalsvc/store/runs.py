@@ -1,0 +1,132 @@
+"""Bulk runs: a run, its items (one per manifest line), and what became of each.
+
+The items are the record of a run, not the queue: a worker (or a resumed run after Redis was lost)
+asks here for what is still pending, and `(run_id, item_key)` being unique makes submitting the same
+manifest twice, or retrying a submission, add nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import bindparam, func, select, update
+from sqlalchemy.orm import Session
+
+from evalsvc.errors import InvalidParameter
+from evalsvc.store.models import MODES, ItemStatus, Run, RunItem, RunStatus
+from evalsvc.store.upsert import upsert
+
+
+@dataclass(frozen=True)
+class RunItemSpec:
+    """One manifest line: its key, where its two audio files are, and what it is labelled with."""
+
+    item_key: str
+    query_ref: str
+    response_ref: str
+    system: str | None = None
+    dataset: str | None = None
+    emotion: str | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ItemOutcome:
+    """The end of one attempt at an item: its result, or an error and no result."""
+
+    item_id: int
+    result_id: int | None = None
+    error_code: str | None = None
+    error_message: str | None = None
+
+
+def create_run(session: Session, *, name: str, mode: str, tenant_id: int | None = None) -> Run:
+    if mode not in MODES:
+        raise InvalidParameter(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
+    run = Run(name=name, mode=mode, tenant_id=tenant_id)
+    session.add(run)
+    session.flush()
+    return run
+
+
+def add_run_items(session: Session, run_id: int, items: Sequence[RunItemSpec]) -> int:
+    """Add items in batches, skipping keys the run already has; returns how many items the run has."""
+    keys = [item.item_key for item in items]
+    if len(set(keys)) != len(keys):
+        duplicated = sorted({key for key in keys if keys.count(key) > 1})[:5]
+        raise InvalidParameter(f"item keys must be unique within a run; repeated: {', '.join(duplicated)}")
+    rows = [
+        vars(item) | {"run_id": run_id, "status": ItemStatus.PENDING.value, "attempts": 0} for item in items
+    ]
+    upsert(session, RunItem, rows, conflict=["run_id", "item_key"])
+    return refresh_run_counts(session, run_id).item_count
+
+
+def pending_items(session: Session, run_id: int, *, limit: int | None = None) -> list[RunItem]:
+    """Items of the run not yet done or failed, in submission order."""
+    query = (
+        select(RunItem)
+        .where(RunItem.run_id == run_id, RunItem.status == ItemStatus.PENDING)
+        .order_by(RunItem.id)
+        .limit(limit)
+    )
+    return list(session.scalars(query))
+
+
+def record_outcomes(session: Session, outcomes: Sequence[ItemOutcome]) -> None:
+    """Mark items done (linked to their result) or failed (with the error), in one batched UPDATE."""
+    if not outcomes:
+        return
+    statement = (
+        update(RunItem.__table__)
+        .where(RunItem.__table__.c.id == bindparam("item_id"))
+        .values(
+            status=bindparam("new_status"),
+            result_id=bindparam("new_result_id"),
+            last_error_code=bindparam("new_error_code"),
+            last_error=bindparam("new_error"),
+            attempts=RunItem.__table__.c.attempts + 1,
+            updated_at=func.now(),
+        )
+    )
+    session.execute(
+        statement,
+        [
+            {
+                "item_id": outcome.item_id,
+                "new_status": (ItemStatus.FAILED if outcome.result_id is None else ItemStatus.DONE).value,
+                "new_result_id": outcome.result_id,
+                "new_error_code": outcome.error_code,
+                "new_error": outcome.error_message,
+            }
+            for outcome in outcomes
+        ],
+    )
+
+
+def refresh_run_counts(session: Session, run_id: int) -> Run:
+    """Recount the run's items by status (a GROUP BY, so concurrent workers cannot skew the counts).
+
+    A run whose items are all finished becomes `done`.
+    """
+    run = session.get(Run, run_id)
+    if run is None:
+        raise InvalidParameter(f"no run with id {run_id}")
+    counts: dict[str, int] = dict(
+        session.execute(
+            select(RunItem.status, func.count()).where(RunItem.run_id == run_id).group_by(RunItem.status)
+        ).all()
+    )
+    run.item_count = sum(counts.values())
+    run.done_count = counts.get(ItemStatus.DONE, 0)
+    run.failed_count = counts.get(ItemStatus.FAILED, 0)
+    finished = run.item_count > 0 and not counts.get(ItemStatus.PENDING) and run.status != RunStatus.DONE
+    if finished:
+        run.status = RunStatus.DONE
+        run.finished_at = func.now()
+    session.flush()
+    if finished:
+        session.refresh(run, ["finished_at"])  # the database's clock, like every other timestamp
+    return run

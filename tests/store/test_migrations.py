@@ -1,0 +1,118 @@
+"""Migrations: up and down on an empty database, models and migrations in agreement, schema checks."""
+
+from __future__ import annotations
+
+import multiprocessing
+from pathlib import Path
+
+import pytest
+from alembic import command
+from sqlalchemy import inspect
+
+from evalsvc.errors import StoreSchemaOutdated, StoreUnavailable
+from evalsvc.settings import Settings
+from evalsvc.store import Store
+from evalsvc.store.db import create_db_engine
+from evalsvc.store.migrate import alembic_config, current_revision, downgrade, head_revision, upgrade
+from evalsvc.store.models import Base
+
+MODEL_TABLES = set(Base.metadata.tables)
+
+
+def tables(url: str) -> set[str]:
+    engine = create_db_engine(url, pooled=False)
+    try:
+        return set(inspect(engine).get_table_names())
+    finally:
+        engine.dispose()
+
+
+def revision(url: str) -> str | None:
+    engine = create_db_engine(url, pooled=False)
+    try:
+        return current_revision(engine)
+    finally:
+        engine.dispose()
+
+
+def test_upgrade_then_downgrade_on_an_empty_database(db_url: str) -> None:
+    assert tables(db_url) == set()
+
+    assert upgrade(db_url) == (None, head_revision())
+    assert tables(db_url) == MODEL_TABLES | {"alembic_version"}
+    assert upgrade(db_url) == (head_revision(), head_revision())  # a second upgrade is a no-op
+
+    assert downgrade(db_url, "base") == (head_revision(), None)
+    assert tables(db_url) & MODEL_TABLES == set()
+    assert revision(db_url) is None
+
+    upgrade(db_url)  # and back up: the downgrade left nothing behind that gets in the way
+    assert tables(db_url) >= MODEL_TABLES
+
+
+def test_models_and_migrations_agree(db_url: str) -> None:
+    """`alembic check`: autogenerate finds nothing to add, drop or alter after the migrations ran."""
+    upgrade(db_url)
+    command.check(alembic_config(db_url))
+
+
+def test_a_store_refuses_a_database_without_the_schema(db_url: str) -> None:
+    with pytest.raises(StoreSchemaOutdated, match="evalsvc db upgrade"), Store(db_url).session():
+        pass
+
+
+def test_a_store_refuses_a_database_from_a_newer_evalsvc(db_url: str) -> None:
+    upgrade(db_url)
+    engine = create_db_engine(db_url, pooled=False)
+    with engine.begin() as connection:
+        connection.exec_driver_sql("UPDATE alembic_version SET version_num = 'from_the_future'")
+    engine.dispose()
+    for auto_upgrade in (False, True):  # not even the default database is "upgraded" backwards
+        with (
+            pytest.raises(StoreSchemaOutdated, match="newer evalsvc"),
+            Store(db_url, auto_upgrade=auto_upgrade).session(),
+        ):
+            pass
+
+
+def _open_with_auto_upgrade(url: str, barrier: multiprocessing.synchronize.Barrier) -> None:
+    barrier.wait()
+    store = Store(url, auto_upgrade=True)
+    with store.session():
+        pass
+    store.dispose()
+
+
+def test_concurrent_first_use_migrates_once(db_url: str) -> None:
+    """Several workers opening a fresh database at once: one migrates, the others wait and find it done."""
+    context = multiprocessing.get_context("spawn")
+    barrier = context.Barrier(3)
+    workers = [context.Process(target=_open_with_auto_upgrade, args=(db_url, barrier)) for _ in range(3)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(timeout=60)
+    assert [worker.exitcode for worker in workers] == [0, 0, 0]
+    assert revision(db_url) == head_revision()
+
+
+def test_the_default_sqlite_database_is_created_and_migrated_on_first_use(tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path / "fresh" / "data")
+    store = Store.from_settings(settings)
+    assert store.auto_upgrade
+    with store.session():
+        pass
+    store.dispose()
+    assert (settings.data_dir / "evalsvc.sqlite3").is_file()
+    assert revision(settings.resolved_database_url) == head_revision()
+
+
+def test_an_explicit_database_is_not_migrated_implicitly(tmp_path: Path) -> None:
+    settings = Settings(database_url=f"sqlite:///{tmp_path / 'explicit.sqlite3'}")
+    assert not Store.from_settings(settings).auto_upgrade
+
+
+def test_an_unreachable_database_is_reported_as_unavailable() -> None:
+    store = Store("postgresql+psycopg://postgres@127.0.0.1:1/nowhere")
+    with pytest.raises(StoreUnavailable, match=r"127\.0\.0\.1:1/nowhere is unavailable"), store.session():
+        pass
