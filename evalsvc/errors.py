@@ -12,10 +12,26 @@ README) and `http_status`. Anything that is not an `EvalsvcError` is a bug in ev
     │   │   ├── AudioTooLong               audio_too_long          400
     │   │   ├── AudioNotFinite             audio_not_finite        400
     │   │   └── AudioTooLarge              audio_too_large         413
-    │   └── InvalidParameter               invalid_parameter       400
-    └── ConfigurationError                 the service's own setup (model, adapter, heads) is wrong
-        ├── ModelLoadError                 model_load_failed       503
-        └── HeadsMismatchError             heads_fingerprint_mismatch 503
+    │   ├── InvalidParameter               invalid_parameter       400
+    │   │   └── PathNotAllowed             path_not_allowed        400
+    │   ├── Unauthorized                   unauthorized            401
+    │   ├── NotFound                       not_found               404
+    │   ├── PayloadTooLarge                payload_too_large       413
+    │   ├── UnsupportedMediaType           unsupported_media_type  415
+    │   ├── ValidationFailed               validation_failed       422
+    │   └── ManifestInvalid                manifest_invalid        422 (every bad line, with its number)
+    │       └── LabelsInvalid              labels_invalid          422 (a human-labels file, likewise)
+    ├── ServiceBusy                        the service cannot answer now; the same request may succeed later
+    │   ├── Overloaded                     overloaded              429
+    │   ├── NotReady                       not_ready               503
+    │   ├── ScoringTimeout                 scoring_timeout         504
+    │   └── QueueUnavailable               queue_unavailable       503 (Redis of the bulk queue)
+    ├── ConfigurationError                 the service's own setup (model, adapter, heads) is wrong
+    │   ├── ModelLoadError                 model_load_failed       503
+    │   └── HeadsMismatchError             heads_fingerprint_mismatch 503
+    └── StoreError                         the SQL store cannot serve the request
+        ├── StoreUnavailable               database_unavailable    503
+        └── StoreSchemaOutdated            database_schema_outdated 503
 
 Per-item scoring outcomes that are not exceptions (a generated answer without a valid score line)
 are reported as `ItemError` values with the codes in `SCORE_PARSE_CODES`.
@@ -23,8 +39,9 @@ are reported as `ItemError` values with the codes in `SCORE_PARSE_CODES`.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 
 class EvalsvcError(Exception):
@@ -37,7 +54,7 @@ class EvalsvcError(Exception):
         super().__init__(message)
         self.message = message
 
-    def to_dict(self) -> dict[str, str]:
+    def to_dict(self) -> dict[str, Any]:
         return {"code": self.code, "message": self.message}
 
 
@@ -78,6 +95,90 @@ class InvalidParameter(UserInputError):
     code = "invalid_parameter"
 
 
+class PathNotAllowed(InvalidParameter):
+    """A server-side `path` outside the configured data roots, or `path` inputs are turned off."""
+
+    code = "path_not_allowed"
+
+
+class Unauthorized(UserInputError):
+    code = "unauthorized"
+    http_status = 401
+
+
+class NotFound(UserInputError):
+    """Also what another tenant's result looks like: its existence is not revealed."""
+
+    code = "not_found"
+    http_status = 404
+
+
+class PayloadTooLarge(UserInputError):
+    code = "payload_too_large"
+    http_status = 413
+
+
+class UnsupportedMediaType(UserInputError):
+    code = "unsupported_media_type"
+    http_status = 415
+
+
+class ValidationFailed(UserInputError):
+    """The request is well-formed but its fields do not match the schema (missing, wrong type)."""
+
+    code = "validation_failed"
+    http_status = 422
+
+
+class ManifestInvalid(UserInputError):
+    """A bulk manifest with problems; all of them are listed, each with its line, so one fix suffices."""
+
+    code = "manifest_invalid"
+    http_status = 422
+
+    def __init__(self, message: str, problems: Sequence[tuple[int, str]]) -> None:
+        super().__init__(message)
+        self.problems = list(problems)
+
+    def to_dict(self) -> dict[str, Any]:
+        return super().to_dict() | {
+            "problems": [{"line": line, "message": problem} for line, problem in self.problems]
+        }
+
+
+
+class LabelsInvalid(ManifestInvalid):
+    """A human-labels file (`evalsvc labels import`) with problems, every one with its line."""
+
+    code = "labels_invalid"
+
+class ServiceBusy(EvalsvcError):
+    """Transient: clients retry these (with backoff) rather than change the request."""
+
+    code = "service_busy"
+    http_status = 503
+
+
+class Overloaded(ServiceBusy):
+    code = "overloaded"
+    http_status = 429
+
+
+class NotReady(ServiceBusy):
+    code = "not_ready"
+
+
+class ScoringTimeout(ServiceBusy):
+    code = "scoring_timeout"
+    http_status = 504
+
+
+class QueueUnavailable(ServiceBusy):
+    """Redis (the bulk queue) cannot be reached; a recorded run can be queued later with `bulk resume`."""
+
+    code = "queue_unavailable"
+
+
 class ConfigurationError(EvalsvcError):
     code = "configuration_error"
     http_status = 503
@@ -89,6 +190,23 @@ class ModelLoadError(ConfigurationError):
 
 class HeadsMismatchError(ConfigurationError):
     code = "heads_fingerprint_mismatch"
+
+
+class StoreError(EvalsvcError):
+    code = "database_error"
+    http_status = 503
+
+
+class StoreUnavailable(StoreError):
+    """The database cannot be reached or opened (wrong URL, server down, locked file)."""
+
+    code = "database_unavailable"
+
+
+class StoreSchemaOutdated(StoreError):
+    """The database schema is not the revision this code expects: run `evalsvc db upgrade`."""
+
+    code = "database_schema_outdated"
 
 
 SCORE_LINE_MISSING = "score_line_missing"

@@ -18,6 +18,8 @@ DEFAULT_MODEL = "Qwen/Qwen3-Omni-30B-A3B-Captioner"
 
 Dtype = Literal["auto", "float32", "bfloat16", "float16"]
 Mode = Literal["scores", "assessment", "both"]
+SERVE_HOSTS = ("127.0.0.1", "0.0.0.0", "::")
+LOOPBACK_HOSTS = ("127.0.0.1",)
 
 
 def _default_data_dir() -> Path:
@@ -59,6 +61,90 @@ class Settings(BaseSettings):
     database_url: str | None = Field(
         None, description="SQLAlchemy URL; default is a SQLite file in data_dir."
     )
+    features_dir: Path | None = Field(
+        None,
+        description="Cache of pooled backbone features for head fitting (evalsvc train heads); "
+        "default data_dir/features.",
+    )
+
+    # --- HTTP serving (evalsvc serve) -------------------------------------------------------
+    host: str = Field(
+        "127.0.0.1",
+        description="Interface to bind: 127.0.0.1 (this machine), 0.0.0.0 or :: (every interface).",
+    )
+    port: int = Field(8000, ge=1024, le=65535)
+    workers_per_device: int = Field(1, ge=1, description="Model worker processes per GPU (or for the CPU).")
+    api_servers: int | None = Field(
+        None, ge=1, description="HTTP front-end processes; default one per model worker."
+    )
+    max_batch_size: int = Field(8, ge=1, le=256, description="Largest dynamic batch; 1 turns batching off.")
+    batch_timeout_s: float = Field(
+        0.01, ge=0.0, le=10.0, description="How long a model worker waits for a batch to fill."
+    )
+    max_in_flight: int = Field(
+        64, ge=1, description="Scoring requests being served at once (all front ends); beyond it: 429."
+    )
+    max_payload_bytes: int = Field(
+        72 * 1024 * 1024,
+        gt=0,
+        description="Largest request body in bytes (413 beyond it); the default fits two 25 MiB files "
+        "base64-encoded in JSON.",
+    )
+    request_timeout_s: float = Field(
+        120.0, gt=0.0, description="Time limit of one scoring request, queueing included (504 beyond it)."
+    )
+    auth_enabled: bool = Field(
+        True, description="Require an API key; may be turned off only when bound to a loopback host."
+    )
+    data_roots: list[Path] = Field(
+        default_factory=list,
+        description="Directories whose files /v1/score may read by server-side `path`; empty (the "
+        "default) turns `path` inputs off.",
+    )
+    api_key: str | None = Field(
+        None, description="The key `evalsvc score --server` sends: a client setting, not the server's."
+    )
+
+    # --- bulk runs (evalsvc bulk, evalsvc worker) ----------------------------------------------
+    redis_url: str = Field(
+        "redis://127.0.0.1:6379/0", description="Redis of the bulk queue (transport only: SQL is the record)."
+    )
+    bulk_queue: str = Field(
+        "evalsvc-bulk", pattern=r"^[A-Za-z0-9_-]{1,64}$", description="RQ queue of the shard jobs."
+    )
+    bulk_shard_size: int = Field(100, ge=1, le=100_000, description="Manifest items per shard job.")
+    bulk_batch_size: int = Field(8, ge=1, le=256, description="Pairs per model call inside a shard.")
+    bulk_job_timeout_s: int = Field(
+        3600, ge=10, description="Time limit of one shard job; beyond it the job fails and is retried."
+    )
+    bulk_job_retries: int = Field(
+        3, ge=0, le=100, description="Re-runs of a shard job that failed, timed out or whose worker died."
+    )
+    bulk_job_retry_intervals_s: list[int] = Field(
+        default_factory=lambda: [30, 120, 600],
+        description="Wait before each job re-run (the last repeats); workers run RQ's scheduler for it.",
+    )
+    bulk_batch_retries: int = Field(
+        3, ge=0, le=20, description="In-shard retries of a batch hit by a transient failure (busy, db down)."
+    )
+    bulk_backoff_s: float = Field(
+        1.0, ge=0.0, le=60.0, description="First in-shard retry delay; it doubles on every retry."
+    )
+    bulk_heartbeat_ttl_s: int = Field(
+        300,
+        ge=1,
+        description="A shard job unheard of for this long (one heartbeat per batch) counts as abandoned: "
+        "its worker died, and the job is retried. Must exceed the slowest batch plus its retries.",
+    )
+    bulk_maintenance_interval_s: int = Field(
+        60, ge=1, description="How often workers look for abandoned jobs (RQ registry cleaning)."
+    )
+    model_url: str | None = Field(
+        None,
+        description="Base URL of an `evalsvc serve` model tier; bulk workers then score through it "
+        "(EvalClient, presenting `api_key`) instead of loading the model themselves. It must share "
+        "this database.",
+    )
 
     @field_validator("device")
     @classmethod
@@ -67,10 +153,31 @@ class Settings(BaseSettings):
             return value
         raise ValueError(f"unknown device {value!r}; use auto, cpu, cuda or cuda:N")
 
+    @field_validator("bulk_job_retry_intervals_s")
+    @classmethod
+    def _intervals_not_negative(cls, value: list[int]) -> list[int]:
+        if any(interval < 0 for interval in value):
+            raise ValueError("retry intervals must be 0 or more seconds")
+        return value
+
     @model_validator(mode="after")
     def _limits_are_ordered(self) -> Settings:
         if self.audio_min_seconds >= self.audio_max_seconds:
             raise ValueError("audio_min_seconds must be smaller than audio_max_seconds")
+        return self
+
+    @field_validator("host")
+    @classmethod
+    def _bindable_host(cls, value: str) -> str:
+        # LitServe 0.2.19 binds only these three; say so at configuration time, not at start.
+        if value not in SERVE_HOSTS:
+            raise ValueError(f"host must be one of {', '.join(SERVE_HOSTS)}, not {value!r}")
+        return value
+
+    @model_validator(mode="after")
+    def _auth_off_only_on_loopback(self) -> Settings:
+        if not self.auth_enabled and self.host not in LOOPBACK_HOSTS:
+            raise ValueError("auth may be turned off only when the server binds a loopback host (127.0.0.1)")
         return self
 
     @property
@@ -80,6 +187,10 @@ class Settings(BaseSettings):
     @property
     def tiny_model_dir(self) -> Path:
         return self.data_dir / f"tiny-model-seed{self.tiny_seed}"
+
+    @property
+    def resolved_features_dir(self) -> Path:
+        return self.features_dir or self.data_dir / "features"
 
     @property
     def resolved_database_url(self) -> str:

@@ -1,7 +1,8 @@
 """What every sub-command shares: settings overrides from flags, and mapping errors to exit codes.
 
 Exit codes: 0 success; 2 the user's input or flags must be fixed (bad audio, bad parameter);
-3 the service's setup is wrong (model, adapter or heads cannot be loaded).
+3 the service's setup is wrong (model, adapter or heads cannot be loaded) or the database is
+unavailable.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ MODEL_FLAGS: dict[str, str] = {
     "seed": "seed",
     "data_dir": "data_dir",
 }
+STORE_FLAGS: dict[str, str] = {"database_url": "database_url", "data_dir": "data_dir"}
 
 
 def add_model_options(parser: argparse.ArgumentParser) -> None:
@@ -59,10 +61,22 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--data-dir", help="where the tiny model and the default database live")
 
 
+def add_store_options(parser: argparse.ArgumentParser, *, data_dir: bool = False) -> None:
+    """`--database-url` (and `--data-dir` for commands without the model options, which have it)."""
+    group = parser.add_argument_group("store (override EVALSVC_* settings)")
+    group.add_argument(
+        "--database-url",
+        help="sqlite:///PATH or postgresql+psycopg://USER:PASSWORD@HOST/DB "
+        "(default: a SQLite file in the data directory)",
+    )
+    if data_dir:
+        group.add_argument("--data-dir", help="where the default SQLite database lives")
+
+
 def settings_from_args(args: argparse.Namespace) -> Settings:
     overrides: dict[str, Any] = {
         field: getattr(args, flag)
-        for flag, field in MODEL_FLAGS.items()
+        for flag, field in (MODEL_FLAGS | STORE_FLAGS).items()
         if getattr(args, flag, None) is not None
     }
     if getattr(args, "merge_adapter", None):

@@ -1,4 +1,9 @@
-"""`evalsvc score QUERY RESPONSE`: judge one spoken pair and print the result as JSON."""
+"""`evalsvc score QUERY RESPONSE`: judge one spoken pair and print the result as JSON.
+
+The result is stored (default: the SQLite file in the data directory) and the same pair, model
+fingerprint and mode is then answered from the store, `"cached": true`, without loading the model.
+`--no-store` scores without reading or writing the store.
+"""
 
 from __future__ import annotations
 
@@ -8,10 +13,12 @@ from time import perf_counter
 from typing import Any
 
 from evalsvc.audio import AudioLimits, DecodedAudio, decode_audio
-from evalsvc.cli.common import EXIT_OK, add_model_options, print_json
-from evalsvc.engine.engine import Engine
-from evalsvc.engine.types import MODES, AudioPair, PairResult
+from evalsvc.cli.common import EXIT_OK, add_model_options, add_store_options, print_json
+from evalsvc.cli.remote import score_remotely
+from evalsvc.engine.types import MODES, AudioPair, ModelFingerprint
+from evalsvc.scoring import LazyEngine, ResultCache, ScoredPair, score_pairs
 from evalsvc.settings import Settings
+from evalsvc.store import Store
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -19,43 +26,60 @@ def register(commands: argparse._SubParsersAction) -> None:
         "score",
         help="score one spoken query/response pair",
         description="Judge a spoken system response to a spoken user query: NS, WA, EU, ES scores "
-        "and/or a descriptive assessment, printed as JSON.",
+        "and/or a descriptive assessment, printed as JSON. Results are stored and reused.",
     )
     parser.add_argument(
         "query", type=Path, metavar="QUERY", help="the user's spoken query (wav/flac/ogg/mp3)"
     )
     parser.add_argument("response", type=Path, metavar="RESPONSE", help="the system's spoken response")
     parser.add_argument("--mode", choices=MODES, default="scores", help="what to produce (default: scores)")
+    parser.add_argument(
+        "--no-store", action="store_true", help="neither look the pair up in the store nor store the result"
+    )
+    parser.add_argument("--server", metavar="URL", help="score on a running `evalsvc serve` instead")
+    parser.add_argument("--api-key", help="the key for --server (default: EVALSVC_API_KEY)")
     add_model_options(parser)
+    add_store_options(parser)
     parser.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
+    if args.server:
+        return score_remotely(args, settings)
     limits = AudioLimits.from_settings(settings)
     started = perf_counter()
     query = decode_audio(args.query, limits)
     response = decode_audio(args.response, limits)
     decode_ms = (perf_counter() - started) * 1e3
-    engine = Engine.load(settings)
-    [result] = engine.score([AudioPair(query, response)], args.mode)
-    print_json(result_payload(result, engine, query, response, decode_ms))
+    engine = LazyEngine(settings)
+    cache = None if args.no_store else ResultCache(Store.from_settings(settings))
+    started = perf_counter()
+    [scored] = score_pairs(engine, [AudioPair(query, response)], args.mode, cache=cache)
+    timings = {"decode_ms": decode_ms, "scoring_ms": (perf_counter() - started) * 1e3}
+    print_json(result_payload(scored, engine.fingerprint, query, response, timings))
     return EXIT_OK
 
 
 def result_payload(
-    result: PairResult, engine: Engine, query: DecodedAudio, response: DecodedAudio, decode_ms: float
+    scored: ScoredPair,
+    fingerprint: ModelFingerprint,
+    query: DecodedAudio,
+    response: DecodedAudio,
+    timings_ms: dict[str, float],
 ) -> dict[str, Any]:
-    """The documented JSON shape of one scored pair."""
+    """The documented JSON shape of one scored pair; `timings_ms` adds to the model's own timings."""
+    result = scored.result
     payload: dict[str, Any] = {
+        "id": scored.id,
+        "cached": scored.cached,
         "scores": result.scores.to_dict() if result.scores else None,
         "assessment": result.assessment,
-        "model": engine.fingerprint.to_dict(),
+        "model": fingerprint.to_dict(),
         "audio": {
             "query": {"sha256": query.sha256, "duration_s": round(query.duration_s, 4)},
             "response": {"sha256": response.sha256, "duration_s": round(response.duration_s, 4)},
         },
-        "timings_ms": {"decode_ms": round(decode_ms, 2)}
-        | {name: round(value, 2) for name, value in result.timings_ms.items()},
+        "timings_ms": {name: round(value, 2) for name, value in (timings_ms | result.timings_ms).items()},
     }
     if result.error is not None:
         payload["error"] = result.error.to_dict()

@@ -1,0 +1,110 @@
+"""API-key authentication as a pure-ASGI middleware: every route needs a key except the probes.
+
+A key arrives as `Authorization: Bearer KEY` or `X-API-Key: KEY` and is looked up (by its sha256) in
+the store; the tenant it belongs to is put in the ASGI scope for the routes (`tenant_of`). LitServe's
+own `LIT_SERVER_API_KEY` is not used: it is one key for everyone, read at import, and it also guards
+`/health`, which load balancers must reach without one.
+
+With auth turned off (allowed on loopback only, see `Settings`), every request acts as the tenant
+`LOCAL_TENANT`, created on first use.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import HTTPConnection
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from evalsvc.api.responses import send_error
+from evalsvc.errors import StoreError, StoreUnavailable, Unauthorized
+from evalsvc.store import Store, Tenant, create_tenant, tenant_for_api_key
+
+PUBLIC_PATHS = frozenset({"/health", "/ready", "/metrics", "/openapi.json", "/docs", "/docs/oauth2-redirect"})
+LOCAL_TENANT = "local"
+_SCOPE_KEY = "evalsvc.tenant"
+
+
+@dataclass(frozen=True)
+class TenantRef:
+    """Who is calling; plain values, so nothing holds a database session past the lookup."""
+
+    id: int
+    name: str
+
+
+def tenant_of(connection: HTTPConnection) -> TenantRef:
+    """The authenticated tenant of a request that passed `AuthMiddleware`."""
+    return connection.scope[_SCOPE_KEY]
+
+
+def presented_key(connection: HTTPConnection) -> str | None:
+    authorization = connection.headers.get("authorization", "")
+    scheme, _, credentials = authorization.partition(" ")
+    if scheme.lower() == "bearer" and credentials.strip():
+        return credentials.strip()
+    return connection.headers.get("x-api-key", "").strip() or None
+
+
+class TenantResolver:
+    """Key -> tenant through the store (or the local tenant when auth is off)."""
+
+    def __init__(self, store: Store, *, auth_enabled: bool) -> None:
+        self.store = store
+        self.auth_enabled = auth_enabled
+        self._local: TenantRef | None = None
+
+    def resolve(self, key: str | None) -> TenantRef | None:
+        """Blocking (database); None when the key is missing, unknown or revoked."""
+        if not self.auth_enabled:
+            return self._local_tenant()
+        if key is None:
+            return None
+        with self.store.session() as session:
+            tenant = tenant_for_api_key(session, key)
+            return TenantRef(tenant.id, tenant.name) if tenant is not None else None
+
+    def _local_tenant(self) -> TenantRef:
+        if self._local is None:
+            self._local = ensure_tenant(self.store, LOCAL_TENANT)
+        return self._local
+
+
+def ensure_tenant(store: Store, name: str) -> TenantRef:
+    """The tenant called `name`, created if missing; safe when several processes race to create it."""
+    for _attempt in range(2):
+        try:
+            with store.session() as session:
+                tenant = session.scalars(select(Tenant).where(Tenant.name == name)).one_or_none()
+                tenant = tenant or create_tenant(session, name)
+                return TenantRef(tenant.id, tenant.name)
+        except IntegrityError:
+            continue  # another process created it between our select and insert: select again
+    raise StoreUnavailable(f"could not create tenant {name!r}")
+
+
+class AuthMiddleware:
+    def __init__(self, app: ASGIApp, resolver: TenantResolver) -> None:
+        self.app = app
+        self.resolver = resolver
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] in PUBLIC_PATHS:
+            await self.app(scope, receive, send)
+            return
+        try:
+            tenant = await run_in_threadpool(self.resolver.resolve, presented_key(HTTPConnection(scope)))
+        except StoreError as error:
+            await send_error(send, error)
+            return
+        if tenant is None:
+            await send_error(
+                send,
+                Unauthorized("a valid API key is required: 'Authorization: Bearer KEY' or 'X-API-Key: KEY'"),
+            )
+            return
+        scope[_SCOPE_KEY] = tenant
+        await self.app(scope, receive, send)

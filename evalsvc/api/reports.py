@@ -1,0 +1,168 @@
+"""`GET /v1/reports/...`: the reports of `evalsvc.reports` over HTTP, scoped to the caller's tenant.
+
+    GET /v1/reports/runs/{run_id}/summary
+    GET /v1/reports/leaderboard?run=..&run=..&dataset=..&sort=avg
+    GET /v1/reports/compare?run=A&run=B | ?run=R&system=X&system=Y [&pair_by, dataset, tie_margin, resamples, seed]
+    GET /v1/reports/runs/{run_id}/agreement?labels=SET[&match=item|audio]
+    GET /v1/reports/runs/{run_id}/export?format=csv|jsonl|parquet[&dataset, system]
+    GET /v1/reports/runs/{run_id}/html[?labels=SET&match=..]
+
+The JSON answers are the models of `evalsvc.reports.schemas`, as `evalsvc report ... --json` prints
+them. Routes are plain `def`s: FastAPI runs them in its thread pool, so database reads and numpy
+never block the event loop. Another tenant's run or label set is a 404, like a missing one.
+
+Exports stream: text formats chunk by chunk from a server-side cursor; Parquet (written whole before
+its footer can exist) through a temporary file that spills to disk beyond a few MiB.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Iterator
+from typing import Annotated, Any
+
+from fastapi import APIRouter, FastAPI, Path, Query, Request
+from fastapi.responses import HTMLResponse, StreamingResponse
+
+from evalsvc.api.auth import tenant_of
+from evalsvc.api.schemas import ErrorResponse
+from evalsvc.reports import (
+    agreement_report,
+    compare,
+    export_batches,
+    labelled_scores,
+    leaderboards,
+    run_report_html,
+    run_summary,
+)
+from evalsvc.reports.compare import DEFAULT_RESAMPLES, DEFAULT_TIE_MARGIN, MAX_RESAMPLES, sides
+from evalsvc.reports.export import MEDIA_TYPES, ExportFormat, encode_text, write_parquet
+from evalsvc.reports.queries import Match, PairBy
+from evalsvc.reports.schemas import AgreementReport, Comparison, Leaderboards, RunSummary
+from evalsvc.reports.scope import runs_for
+from evalsvc.reports.summary import SORT_KEYS
+from evalsvc.store import Store
+
+PREFIX = "/v1/reports"
+_MAX_ID = 2**31 - 1  # runs.id is a 32-bit integer column
+_SPOOL_BYTES = 8 * 1024 * 1024
+_CHUNK_BYTES = 1024 * 1024
+_RESPONSES: dict[int | str, dict[str, Any]] = {
+    status: {"model": ErrorResponse, "description": description}
+    for status, description in {
+        400: "A parameter out of range or inconsistent (invalid_parameter).",
+        401: "Missing or unknown API key (unauthorized).",
+        404: "No such run or label set for this API key (not_found).",
+        422: "Parameters missing or of the wrong type (validation_failed).",
+        503: "Database unavailable (database_unavailable); retry later.",
+    }.items()
+}
+
+RunId = Annotated[int, Path(ge=1, le=_MAX_ID, description="A run of the caller's tenant.")]
+Runs = Annotated[list[int], Query(description="Run ids (repeat the parameter).")]
+Dataset = Annotated[str | None, Query(max_length=200)]
+
+
+def add_report_routes(app: FastAPI, store: Store) -> None:
+    router = APIRouter(prefix=PREFIX, tags=["reports"], responses=_RESPONSES)
+
+    @router.get(
+        "/runs/{run_id}/summary", response_model=RunSummary, summary="Means with 95% CI and breakdowns"
+    )
+    def summary(request: Request, run_id: RunId) -> RunSummary:
+        with store.session() as session:
+            return run_summary(session, run_id, tenant_of(request).id)
+
+    @router.get("/leaderboard", response_model=Leaderboards, summary="Systems ranked per dataset")
+    def leaderboard(
+        request: Request,
+        run: Runs = [],  # noqa: B006 (FastAPI copies defaults per request)
+        dataset: Dataset = None,
+        sort: Annotated[str, Query(description=f"One of {', '.join(SORT_KEYS)}.")] = "avg",
+    ) -> Leaderboards:
+        with store.session() as session:
+            return leaderboards(session, tenant_of(request).id, run_ids=run, dataset=dataset, sort=sort)
+
+    @router.get("/compare", response_model=Comparison, summary="Paired comparison of two runs or systems")
+    def paired(
+        request: Request,
+        run: Runs,
+        system: Annotated[list[str], Query(description="System A, then system B.")] = [],  # noqa: B006
+        pair_by: PairBy | None = None,
+        dataset: Dataset = None,
+        tie_margin: Annotated[float, Query(ge=0.0, le=4.0)] = DEFAULT_TIE_MARGIN,
+        resamples: Annotated[int, Query(ge=1, le=MAX_RESAMPLES)] = DEFAULT_RESAMPLES,
+        seed: Annotated[int, Query(ge=0, le=2**32 - 1)] = 0,
+    ) -> Comparison:
+        side_a, side_b = sides(run, system)
+        with store.session() as session:
+            return compare(
+                session,
+                tenant_of(request).id,
+                side_a,
+                side_b,
+                pair_by=pair_by,
+                dataset=dataset,
+                tie_margin=tie_margin,
+                resamples=resamples,
+                seed=seed,
+            )
+
+    @router.get(
+        "/runs/{run_id}/agreement", response_model=AgreementReport, summary="Agreement with human ratings"
+    )
+    def agreement(
+        request: Request,
+        run_id: RunId,
+        labels: Annotated[str, Query(min_length=1, max_length=200, description="Label set name.")],
+        match: Match = "item",
+    ) -> AgreementReport:
+        with store.session() as session:
+            return agreement_report(labelled_scores(session, run_id, labels, tenant_of(request).id, match))
+
+    @router.get(
+        "/runs/{run_id}/export", response_class=StreamingResponse, summary="Items joined with results"
+    )
+    def export(
+        request: Request,
+        run_id: RunId,
+        fmt: Annotated[ExportFormat, Query(alias="format")] = "csv",
+        dataset: Dataset = None,
+        system: Annotated[str | None, Query(max_length=200)] = None,
+    ) -> StreamingResponse:
+        tenant_id = tenant_of(request).id
+        with store.session() as session:
+            runs_for(session, [run_id], tenant_id)  # a 404 before the response starts, not mid-stream
+
+        def batches() -> Iterator[list[dict[str, object]]]:
+            with store.session() as session:
+                yield from export_batches(session, [run_id], tenant_id, dataset=dataset, system=system)
+
+        body = _spooled_parquet(batches()) if fmt == "parquet" else encode_text(batches(), fmt)
+        return StreamingResponse(
+            body,
+            media_type=MEDIA_TYPES[fmt],
+            headers={"Content-Disposition": f'attachment; filename="run-{run_id}.{fmt}"'},
+        )
+
+    @router.get("/runs/{run_id}/html", response_class=HTMLResponse, summary="Self-contained HTML report")
+    def html(
+        request: Request,
+        run_id: RunId,
+        labels: Annotated[str | None, Query(min_length=1, max_length=200)] = None,
+        match: Match = "item",
+    ) -> HTMLResponse:
+        with store.session() as session:
+            page = run_report_html(session, run_id, tenant_of(request).id, labels=labels, match=match)
+        return HTMLResponse(page)
+
+    app.include_router(router)
+
+
+def _spooled_parquet(batches: Iterator[list[dict[str, object]]]) -> Iterator[bytes]:
+    """The Parquet file, written to a spooled temporary file first, then sent in chunks."""
+    with tempfile.SpooledTemporaryFile(max_size=_SPOOL_BYTES) as spool:
+        write_parquet(batches, spool)
+        spool.seek(0)
+        while chunk := spool.read(_CHUNK_BYTES):
+            yield chunk

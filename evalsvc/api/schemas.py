@@ -1,0 +1,147 @@
+"""Request and response models of the HTTP API: the contract documented in `/openapi.json`.
+
+The response of `/v1/score` is the CLI's JSON (`evalsvc.cli.score.result_payload`) plus `id` (the
+stored result) and `cached`, so one parser reads both.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from evalsvc.settings import Mode
+
+MAX_METADATA_BYTES = 64 * 1024
+"""Metadata is a label for the caller (run name, system, item id), not a place for data."""
+
+
+class AudioSource(BaseModel):
+    """One clip: its encoded bytes in base64, or a path under the server's data roots."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    audio_b64: str | None = Field(None, description="The encoded file (wav, flac, ogg, mp3), base64.")
+    path: str | None = Field(
+        None,
+        description="A file on the server, under one of EVALSVC_DATA_ROOTS (off when none is configured).",
+    )
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> AudioSource:
+        if (self.audio_b64 is None) == (self.path is None):
+            raise ValueError("give exactly one of audio_b64 or path")
+        return self
+
+
+class ScoreRequest(BaseModel):
+    """The `application/json` body of `POST /v1/score`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    query: AudioSource = Field(description="The user's spoken query.")
+    response: AudioSource = Field(description="The system's spoken response being judged.")
+    mode: Mode = Field("scores", description="scores (heads), assessment (text) or both.")
+    metadata: dict[str, Any] = Field(
+        default_factory=dict, description="A JSON object echoed back in the answer (at most 64 KiB)."
+    )
+
+
+class ScoreValues(BaseModel):
+    NS: float
+    WA: float
+    EU: float
+    ES: float
+    avg: float
+
+
+class AudioInfo(BaseModel):
+    sha256: str = Field(description="sha256 of the decoded 16 kHz mono samples: the cache key.")
+    duration_s: float
+
+
+class PairAudioInfo(BaseModel):
+    query: AudioInfo
+    response: AudioInfo
+
+
+class ModelInfo(BaseModel):
+    """The model fingerprint: everything a score depends on."""
+
+    fingerprint: str
+    backbone: str
+    model_id: str
+    model_revision: str | None
+    weights_sha256: str | None
+    adapter_sha256: str | None
+    heads_sha256: str | None
+    prompt_version: str
+    decoding: dict[str, Any]
+    packages: dict[str, str]
+
+
+class ErrorDetail(BaseModel):
+    code: str = Field(description="Stable identifier; see the error table in the README.")
+    message: str = Field(description="What to fix, for a person.")
+
+
+class ErrorResponse(BaseModel):
+    """Every error answer of the API."""
+
+    error: ErrorDetail
+
+
+class ScoreResponse(BaseModel):
+    """One judged pair; `error` (present only then) is a per-item outcome such as score_line_missing."""
+
+    id: int | None = Field(
+        description="The stored result (GET /v1/results/{id}); null for a per-item error that is not kept."
+    )
+    cached: bool = Field(description="True when the result came from the store without running the model.")
+    scores: ScoreValues | None
+    assessment: str | None
+    model: ModelInfo
+    audio: PairAudioInfo
+    timings_ms: dict[str, float]
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    error: ErrorDetail | None = None
+
+
+class StoredResult(BaseModel):
+    """A result as stored: what `GET /v1/results/{id}` answers to the tenant that asked for it."""
+
+    id: int
+    mode: Mode
+    scores: ScoreValues | None
+    assessment: str | None
+    model: ModelInfo
+    audio: PairAudioInfo
+    error: ErrorDetail | None = None
+
+
+class HealthResponse(BaseModel):
+    status: str = "alive"
+
+
+class ReadyResponse(BaseModel):
+    ready: bool
+    model: bool = Field(description="Every model worker has loaded the model.")
+    database: bool = Field(description="The database answered a query.")
+
+
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    status: {"model": ErrorResponse, "description": description}
+    for status, description in {
+        400: "Bad audio (audio_unreadable, audio_too_short, ...) or parameter (invalid_parameter, "
+        "path_not_allowed).",
+        401: "Missing or unknown API key (unauthorized).",
+        413: "Body over EVALSVC_MAX_PAYLOAD_BYTES (payload_too_large) or one file over "
+        "EVALSVC_AUDIO_MAX_BYTES (audio_too_large).",
+        415: "Neither multipart/form-data nor application/json (unsupported_media_type).",
+        422: "Fields missing or of the wrong type (validation_failed).",
+        429: "More scoring requests in flight than EVALSVC_MAX_IN_FLIGHT (overloaded); retry later.",
+        503: "Model or database not ready (not_ready, database_unavailable); retry later.",
+        504: "Scoring overran EVALSVC_REQUEST_TIMEOUT_S (scoring_timeout).",
+    }.items()
+}
+"""The documented error answers of `/v1/score`, for its OpenAPI entry."""

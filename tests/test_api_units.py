@@ -1,0 +1,118 @@
+"""The HTTP tier's parts that need no server: path vetting, shared metrics, limits, settings."""
+
+from __future__ import annotations
+
+import multiprocessing
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse
+from starlette.routing import Route
+
+from evalsvc.api.inputs import resolve_data_path
+from evalsvc.api.limits import InFlightCounter
+from evalsvc.api.metrics import SharedMetrics, route_template
+from evalsvc.api.server import litserve_devices
+from evalsvc.api.shared import ModelInfoSlot
+from evalsvc.engine.types import Decoding, ModelFingerprint
+from evalsvc.errors import PathNotAllowed
+from evalsvc.settings import Settings
+
+
+def test_paths_are_off_without_data_roots(tmp_path: Path) -> None:
+    with pytest.raises(PathNotAllowed, match="turned off"):
+        resolve_data_path("query", str(tmp_path / "a.wav"), [])
+
+
+@pytest.mark.parametrize(
+    "raw", ["../outside.wav", "/etc/passwd", "sub/../../outside.wav", "link.wav", "a\0b.wav"]
+)
+def test_paths_outside_the_roots_are_refused(tmp_path: Path, raw: str) -> None:
+    root = tmp_path / "root"
+    (root / "sub").mkdir(parents=True)
+    (root / "link.wav").symlink_to(tmp_path / "outside.wav")
+    with pytest.raises(PathNotAllowed):
+        resolve_data_path("query", raw, [root])
+
+
+def test_paths_inside_a_root_resolve(tmp_path: Path) -> None:
+    first, second = tmp_path / "one", tmp_path / "two"
+    (second / "sub").mkdir(parents=True)
+    first.mkdir()
+    assert resolve_data_path("query", "sub/x.wav", [first, second]).parent.name == "sub"
+    assert (
+        resolve_data_path("query", str(second / "sub" / "x.wav"), [first, second]) == second / "sub" / "x.wav"
+    )
+
+
+def _record(metrics: SharedMetrics) -> None:
+    metrics.observe_request("/health", 200, 0.002)
+    metrics.observe_batch_size(3)
+
+
+def test_metrics_recorded_in_another_process_are_rendered_here() -> None:
+    metrics = SharedMetrics(["/health", "/v1/score"])
+    child = multiprocessing.get_context("fork").Process(target=_record, args=(metrics,))
+    child.start()
+    child.join(30)
+    metrics.observe_request("/health", 200, 0.2)
+    metrics.observe_request("/no/such/route", 404, 0.001)
+    metrics.count_pairs(cache_hits=2, cache_misses=1)
+    text = metrics.render(in_flight=5)
+    assert 'evalsvc_http_requests_total{endpoint="/health",status="200"} 2' in text
+    assert 'evalsvc_http_requests_total{endpoint="other",status="404"} 1' in text
+    assert (
+        'evalsvc_http_request_duration_seconds_bucket{endpoint="/health",status="200",le="0.005"} 1' in text
+    )
+    assert 'evalsvc_http_request_duration_seconds_bucket{endpoint="/health",status="200",le="+Inf"} 2' in text
+    assert 'evalsvc_batch_size_bucket{le="4"} 1' in text and "evalsvc_batch_size_sum 3.0" in text
+    assert "evalsvc_cache_hits_total 2" in text and "evalsvc_in_flight 5" in text
+
+
+def test_endpoint_labels_are_route_templates() -> None:
+    async def endpoint(_request: Request) -> PlainTextResponse:
+        return PlainTextResponse("")
+
+    routes = [Route("/v1/results/{result_id}", endpoint), Route("/v1/score", endpoint, methods=["POST"])]
+
+    def scope(path: str, method: str = "GET") -> dict[str, object]:
+        return {"type": "http", "path": path, "method": method, "root_path": ""}
+
+    assert route_template(routes, scope("/v1/results/12")) == "/v1/results/{result_id}"
+    assert route_template(routes, scope("/v1/score", "GET")) == "/v1/score"  # 405: still its route
+    assert route_template(routes, scope("/../../etc")) == "other"
+
+
+def test_in_flight_counter_bounds_and_releases() -> None:
+    counter = InFlightCounter(2)
+    assert counter.try_acquire() and counter.try_acquire()
+    assert not counter.try_acquire()
+    counter.release()
+    assert counter.try_acquire() and counter.current == 2
+
+
+def test_model_info_slot_round_trips_a_fingerprint() -> None:
+    slot = ModelInfoSlot()
+    assert slot.read() is None
+    fingerprint = ModelFingerprint("m", None, "w", "a", "h", "p1", Decoding(max_new_tokens=9))
+    slot.publish(fingerprint)
+    assert slot.read() == fingerprint and slot.read().key == fingerprint.key  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(
+    ("device", "expected"),
+    [("cpu", ("cpu", 1)), ("cuda", ("cuda", "auto")), ("cuda:1", ("cuda", [1])), ("mps", ("mps", 1))],
+)
+def test_devices_map_to_litserve(device: str, expected: tuple[str, object]) -> None:
+    assert litserve_devices(device) == expected
+
+
+def test_auth_is_on_by_default_and_off_only_on_loopback() -> None:
+    assert Settings().auth_enabled is True
+    assert Settings(auth_enabled=False, host="127.0.0.1").auth_enabled is False
+    with pytest.raises(ValidationError, match="loopback"):
+        Settings(auth_enabled=False, host="0.0.0.0")
+    with pytest.raises(ValidationError, match="host"):
+        Settings(host="example.org")
