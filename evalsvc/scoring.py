@@ -12,16 +12,18 @@ the engine raises, since the exception reaches the caller before anything is wri
 
 The model is loaded only for misses: `LazyEngine` knows its fingerprint from the artefact files
 (hashes of weights index, adapter, heads, plus prompt version and decoding), so a batch answered
-entirely from the store never loads a weight. This module imports neither torch nor transformers
-itself; only computing a fingerprint from files or loading the engine does.
+entirely from the store never loads a weight. This module imports neither torch nor transformers;
+only loading the engine does.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
+from evalsvc.audio import DecodedAudio
+from evalsvc.engine.artifacts import configured_fingerprint
 from evalsvc.engine.types import AudioPair, ModelFingerprint, PairResult, Scores
 from evalsvc.errors import SCORE_PARSE_CODES, ItemError
 from evalsvc.settings import Mode, Settings
@@ -56,22 +58,6 @@ class ScoredPair:
     result: PairResult
     id: int | None
     cached: bool
-
-
-def configured_fingerprint(settings: Settings) -> ModelFingerprint:
-    """The fingerprint `Engine.load(settings)` will have, computed from the artefact files alone."""
-    # Imported here: torch and transformers come with them, and nothing else in this module needs them.
-    from evalsvc.engine.fingerprint import build_fingerprint
-    from evalsvc.engine.loader import decoding_from_settings, resolve_artifacts
-
-    artifacts = resolve_artifacts(settings)
-    return build_fingerprint(
-        artifacts.model,
-        artifacts.revision,
-        artifacts.adapter,
-        artifacts.heads,
-        decoding_from_settings(settings),
-    )
 
 
 class LazyEngine:
@@ -197,6 +183,32 @@ def score_pairs(
         for index, result, result_id in zip(misses, results, ids, strict=True):
             answers[index] = ScoredPair(result, result_id, cached=False)
     return [answer for answer in answers if answer is not None]
+
+
+def result_payload(
+    scored: ScoredPair,
+    fingerprint: ModelFingerprint,
+    query: DecodedAudio,
+    response: DecodedAudio,
+    timings_ms: dict[str, float],
+) -> dict[str, Any]:
+    """The documented JSON shape of one scored pair; `timings_ms` adds to the model's own timings."""
+    result = scored.result
+    payload: dict[str, Any] = {
+        "id": scored.id,
+        "cached": scored.cached,
+        "scores": result.scores.to_dict() if result.scores else None,
+        "assessment": result.assessment,
+        "model": fingerprint.to_dict(),
+        "audio": {
+            "query": {"sha256": query.sha256, "duration_s": round(query.duration_s, 4)},
+            "response": {"sha256": response.sha256, "duration_s": round(response.duration_s, 4)},
+        },
+        "timings_ms": {name: round(value, 2) for name, value in (timings_ms | result.timings_ms).items()},
+    }
+    if result.error is not None:
+        payload["error"] = result.error.to_dict()
+    return payload
 
 
 def is_cacheable(result: PairResult) -> bool:

@@ -1,6 +1,6 @@
 """Request and response models of the HTTP API: the contract documented in `/openapi.json`.
 
-The response of `/v1/score` is the CLI's JSON (`evalsvc.cli.score.result_payload`) plus `id` (the
+The response of `/v1/score` is the CLI's JSON (`evalsvc.scoring.result_payload`) plus `id` (the
 stored result) and `cached`, so one parser reads both.
 """
 

@@ -20,10 +20,9 @@ from evalsvc.api.auth import TenantRef
 from evalsvc.api.inputs import ScoreInput
 from evalsvc.api.model_tier import ModelTier, ScoringTask
 from evalsvc.api.shared import SharedState
-from evalsvc.cli.score import result_payload
 from evalsvc.engine.types import ModelFingerprint
 from evalsvc.errors import EvalsvcError, NotFound, NotReady
-from evalsvc.scoring import ResultCache, ScoredPair
+from evalsvc.scoring import ResultCache, ScoredPair, result_payload
 from evalsvc.settings import Settings
 from evalsvc.store import ModelVersion, Result, get_result
 
@@ -88,7 +87,7 @@ class ScoreService:
 
 
 def score_payload(scored: ScoredPair, fingerprint: ModelFingerprint, request: ScoreInput) -> dict[str, Any]:
-    """The CLI's JSON (`evalsvc.cli.score.result_payload`, with id and cached) plus the metadata."""
+    """The CLI's JSON (`evalsvc.scoring.result_payload`, with id and cached) plus the metadata."""
     pair = request.pair
     payload = result_payload(scored, fingerprint, pair.query, pair.response, {"decode_ms": request.decode_ms})
     return payload | {"metadata": request.metadata}

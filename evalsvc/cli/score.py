@@ -10,13 +10,12 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 from time import perf_counter
-from typing import Any
 
-from evalsvc.audio import AudioLimits, DecodedAudio, decode_audio
+from evalsvc.audio import AudioLimits, decode_audio
 from evalsvc.cli.common import EXIT_OK, add_model_options, add_store_options, print_json
 from evalsvc.cli.remote import score_remotely
-from evalsvc.engine.types import MODES, AudioPair, ModelFingerprint
-from evalsvc.scoring import LazyEngine, ResultCache, ScoredPair, score_pairs
+from evalsvc.engine.types import MODES, AudioPair
+from evalsvc.scoring import LazyEngine, ResultCache, result_payload, score_pairs
 from evalsvc.settings import Settings
 from evalsvc.store import Store
 
@@ -58,29 +57,3 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     timings = {"decode_ms": decode_ms, "scoring_ms": (perf_counter() - started) * 1e3}
     print_json(result_payload(scored, engine.fingerprint, query, response, timings))
     return EXIT_OK
-
-
-def result_payload(
-    scored: ScoredPair,
-    fingerprint: ModelFingerprint,
-    query: DecodedAudio,
-    response: DecodedAudio,
-    timings_ms: dict[str, float],
-) -> dict[str, Any]:
-    """The documented JSON shape of one scored pair; `timings_ms` adds to the model's own timings."""
-    result = scored.result
-    payload: dict[str, Any] = {
-        "id": scored.id,
-        "cached": scored.cached,
-        "scores": result.scores.to_dict() if result.scores else None,
-        "assessment": result.assessment,
-        "model": fingerprint.to_dict(),
-        "audio": {
-            "query": {"sha256": query.sha256, "duration_s": round(query.duration_s, 4)},
-            "response": {"sha256": response.sha256, "duration_s": round(response.duration_s, 4)},
-        },
-        "timings_ms": {name: round(value, 2) for name, value in (timings_ms | result.timings_ms).items()},
-    }
-    if result.error is not None:
-        payload["error"] = result.error.to_dict()
-    return payload

@@ -5,8 +5,7 @@ from __future__ import annotations
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
-from evalsvc.engine.hashing import checkpoint_weights_sha256, sha256_directory
-from evalsvc.engine.heads import ScoreHeads
+from evalsvc.engine.hashing import checkpoint_weights_sha256, heads_sha256, sha256_directory
 from evalsvc.engine.prompt import PROMPT_VERSION
 from evalsvc.engine.types import Decoding, ModelFingerprint
 
@@ -45,7 +44,7 @@ def build_fingerprint(
         model_revision=resolved_revision,
         weights_sha256=checkpoint_weights_sha256(local_dir) if local_dir else None,
         adapter_sha256=sha256_directory(adapter) if adapter else None,
-        heads_sha256=ScoreHeads.file_hash(heads) if heads else None,
+        heads_sha256=heads_sha256(heads) if heads else None,
         prompt_version=PROMPT_VERSION,
         decoding=decoding,
         packages=package_versions(),

@@ -50,6 +50,15 @@ def _canonical_json(path: Path) -> bytes:
     return json.dumps(normalise(json.loads(path.read_text())), sort_keys=True).encode()
 
 
+HEADS_WEIGHTS_FILE = "heads.safetensors"
+HEADS_CONFIG_FILE = "heads.json"
+
+
+def heads_sha256(directory: Path) -> str:
+    """Digest of the two files that define fitted heads (not of metrics or notes beside them)."""
+    return sha256_files([directory / HEADS_CONFIG_FILE, directory / HEADS_WEIGHTS_FILE])
+
+
 def checkpoint_weights_sha256(directory: Path) -> str | None:
     """Identify a local checkpoint by its config plus its weights index, or its weights without one.
 

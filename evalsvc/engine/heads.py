@@ -15,13 +15,13 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from evalsvc.engine.hashing import sha256_files
+from evalsvc.engine.hashing import HEADS_CONFIG_FILE, HEADS_WEIGHTS_FILE
 from evalsvc.engine.types import DIMENSIONS, SCORE_MAX, SCORE_MIN
 from evalsvc.errors import HeadsMismatchError, ModelLoadError
 
 Pooling = Literal["mean", "last"]
-WEIGHTS_FILE = "heads.safetensors"
-CONFIG_FILE = "heads.json"
+WEIGHTS_FILE = HEADS_WEIGHTS_FILE
+CONFIG_FILE = HEADS_CONFIG_FILE
 
 
 @dataclass(frozen=True)
@@ -91,7 +91,3 @@ class ScoreHeads(nn.Module):
         heads = cls(config)
         heads.load_state_dict(load_file(str(weights_path)))
         return heads.eval()
-
-    @staticmethod
-    def file_hash(directory: Path) -> str:
-        return sha256_files([directory / CONFIG_FILE, directory / WEIGHTS_FILE])

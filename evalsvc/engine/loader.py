@@ -15,21 +15,13 @@ from transformers import Qwen3OmniMoeThinkerForConditionalGeneration
 from transformers.utils import logging as transformers_logging
 
 from evalsvc.engine.adapter import apply_adapter
+from evalsvc.engine.artifacts import decoding_from_settings, resolve_artifacts
 from evalsvc.engine.fingerprint import build_fingerprint
 from evalsvc.engine.heads import ScoreHeads
 from evalsvc.engine.inputs import AudioPromptProcessor
-from evalsvc.engine.tiny import ensure_tiny_model
-from evalsvc.engine.types import Decoding, ModelFingerprint
+from evalsvc.engine.types import ModelFingerprint
 from evalsvc.errors import InvalidParameter, ModelLoadError
 from evalsvc.settings import Settings
-
-
-@dataclass(frozen=True)
-class ModelArtifacts:
-    model: str
-    revision: str | None
-    adapter: Path | None
-    heads: Path | None
 
 
 @dataclass
@@ -45,19 +37,6 @@ class LoadedModel:
     dtype: torch.dtype
 
 
-def resolve_artifacts(settings: Settings) -> ModelArtifacts:
-    """Where the model, adapter and heads come from; `tiny` is built on first use."""
-    if settings.uses_tiny_model:
-        tiny = ensure_tiny_model(settings.tiny_model_dir, settings.tiny_seed)
-        return ModelArtifacts(
-            model=str(tiny.model),
-            revision=None,
-            adapter=settings.adapter or tiny.adapter,
-            heads=settings.heads or tiny.heads,
-        )
-    return ModelArtifacts(settings.model, settings.model_revision, settings.adapter, settings.heads)
-
-
 def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -71,15 +50,6 @@ def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
     if name == "auto":
         return torch.bfloat16 if device.type == "cuda" else torch.float32
     return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[name]
-
-
-def decoding_from_settings(settings: Settings) -> Decoding:
-    return Decoding(
-        max_new_tokens=settings.max_new_tokens,
-        temperature=settings.temperature,
-        top_p=settings.top_p,
-        seed=settings.seed,
-    )
 
 
 def load_model(settings: Settings) -> LoadedModel:

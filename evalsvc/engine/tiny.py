@@ -11,7 +11,6 @@ import json
 import shutil
 import tempfile
 import warnings
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -26,6 +25,7 @@ from transformers import (
 from transformers.utils import logging as transformers_logging
 
 from evalsvc.engine.adapter import lora_config_for
+from evalsvc.engine.artifacts import TinyModelPaths
 from evalsvc.engine.fingerprint import build_fingerprint
 from evalsvc.engine.heads import HeadsConfig, ScoreHeads
 from evalsvc.engine.prompt import INSTRUCTION_TEXT, SYSTEM_TEXT
@@ -57,26 +57,6 @@ _CORPUS = (
     "The response is warm, acknowledges the loss, and offers support. It could ask a gentle question.",
     "I am so sorry to hear that. That sounds really hard, and it makes sense that you feel this way.",
 )
-
-
-@dataclass(frozen=True)
-class TinyModelPaths:
-    root: Path
-
-    @property
-    def model(self) -> Path:
-        return self.root / "model"
-
-    @property
-    def adapter(self) -> Path:
-        return self.root / "adapter"
-
-    @property
-    def heads(self) -> Path:
-        return self.root / "heads"
-
-    def complete(self) -> bool:
-        return (self.root / "BUILD_COMPLETE").is_file()
 
 
 def build_tokenizer(vocab_size: int = 400) -> PreTrainedTokenizerFast:

@@ -8,10 +8,11 @@ from dataclasses import replace
 import pytest
 from sqlalchemy import func, select
 
+from evalsvc.engine.artifacts import configured_fingerprint
 from evalsvc.engine.engine import Engine
 from evalsvc.engine.types import AudioPair, ModelFingerprint, PairResult, Scores
 from evalsvc.errors import SCORE_LINE_MISSING, ItemError
-from evalsvc.scoring import LazyEngine, ResultCache, configured_fingerprint, score_pairs
+from evalsvc.scoring import LazyEngine, ResultCache, score_pairs
 from evalsvc.settings import Mode, Settings
 from evalsvc.store import ModelVersion, Result, Store, create_tenant, get_result
 from tests.helpers import tone_pair

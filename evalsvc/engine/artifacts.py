@@ -1,0 +1,82 @@
+"""Which files a configuration scores with, and their fingerprint, without loading torch.
+
+Kept free of torch and transformers so that the cache path (CLI, HTTP front end) can key results by
+fingerprint in milliseconds; only a cache miss pays for importing and loading the model.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from evalsvc.engine.fingerprint import build_fingerprint
+from evalsvc.engine.types import Decoding, ModelFingerprint
+from evalsvc.settings import Settings
+
+
+@dataclass(frozen=True)
+class TinyModelPaths:
+    """The layout `evalsvc tiny-model DIR` writes: model/, adapter/, heads/ and a completion marker."""
+
+    root: Path
+
+    @property
+    def model(self) -> Path:
+        return self.root / "model"
+
+    @property
+    def adapter(self) -> Path:
+        return self.root / "adapter"
+
+    @property
+    def heads(self) -> Path:
+        return self.root / "heads"
+
+    def complete(self) -> bool:
+        return (self.root / "BUILD_COMPLETE").is_file()
+
+
+@dataclass(frozen=True)
+class ModelArtifacts:
+    model: str
+    revision: str | None
+    adapter: Path | None
+    heads: Path | None
+
+
+def resolve_artifacts(settings: Settings) -> ModelArtifacts:
+    """Where the model, adapter and heads come from; `tiny` is built on first use."""
+    if settings.uses_tiny_model:
+        tiny = TinyModelPaths(settings.tiny_model_dir)
+        if not tiny.complete():
+            from evalsvc.engine.tiny import ensure_tiny_model  # torch: only when it must be built
+
+            tiny = ensure_tiny_model(settings.tiny_model_dir, settings.tiny_seed)
+        return ModelArtifacts(
+            model=str(tiny.model),
+            revision=None,
+            adapter=settings.adapter or tiny.adapter,
+            heads=settings.heads or tiny.heads,
+        )
+    return ModelArtifacts(settings.model, settings.model_revision, settings.adapter, settings.heads)
+
+
+def decoding_from_settings(settings: Settings) -> Decoding:
+    return Decoding(
+        max_new_tokens=settings.max_new_tokens,
+        temperature=settings.temperature,
+        top_p=settings.top_p,
+        seed=settings.seed,
+    )
+
+
+def configured_fingerprint(settings: Settings) -> ModelFingerprint:
+    """The fingerprint `Engine.load(settings)` will have, computed from the artefact files alone."""
+    artifacts = resolve_artifacts(settings)
+    return build_fingerprint(
+        artifacts.model,
+        artifacts.revision,
+        artifacts.adapter,
+        artifacts.heads,
+        decoding_from_settings(settings),
+    )
