@@ -146,11 +146,11 @@ class ManifestInvalid(UserInputError):
         }
 
 
-
 class LabelsInvalid(ManifestInvalid):
     """A human-labels file (`evalsvc labels import`) with problems, every one with its line."""
 
     code = "labels_invalid"
+
 
 class ServiceBusy(EvalsvcError):
     """Transient: clients retry these (with backoff) rather than change the request."""

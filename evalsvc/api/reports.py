@@ -19,9 +19,10 @@ from __future__ import annotations
 
 import tempfile
 from collections.abc import Iterator
+from functools import partial
 from typing import Annotated, Any
 
-from fastapi import APIRouter, FastAPI, Path, Query, Request
+from fastapi import FastAPI, Path, Query, Request
 from fastapi.responses import HTMLResponse, StreamingResponse
 
 from evalsvc.api.auth import tenant_of
@@ -39,12 +40,12 @@ from evalsvc.reports.compare import DEFAULT_RESAMPLES, DEFAULT_TIE_MARGIN, MAX_R
 from evalsvc.reports.export import MEDIA_TYPES, ExportFormat, encode_text, write_parquet
 from evalsvc.reports.queries import Match, PairBy
 from evalsvc.reports.schemas import AgreementReport, Comparison, Leaderboards, RunSummary
-from evalsvc.reports.scope import runs_for
+from evalsvc.reports.scope import MAX_RUN_ID, runs_for
 from evalsvc.reports.summary import SORT_KEYS
 from evalsvc.store import Store
 
 PREFIX = "/v1/reports"
-_MAX_ID = 2**31 - 1  # runs.id is a 32-bit integer column
+RUN = f"{PREFIX}/runs/{{run_id}}"
 _SPOOL_BYTES = 8 * 1024 * 1024
 _CHUNK_BYTES = 1024 * 1024
 _RESPONSES: dict[int | str, dict[str, Any]] = {
@@ -58,22 +59,26 @@ _RESPONSES: dict[int | str, dict[str, Any]] = {
     }.items()
 }
 
-RunId = Annotated[int, Path(ge=1, le=_MAX_ID, description="A run of the caller's tenant.")]
+RunId = Annotated[int, Path(ge=1, le=MAX_RUN_ID, description="A run of the caller's tenant.")]
 Runs = Annotated[list[int], Query(description="Run ids (repeat the parameter).")]
 Dataset = Annotated[str | None, Query(max_length=200)]
 
 
 def add_report_routes(app: FastAPI, store: Store) -> None:
-    router = APIRouter(prefix=PREFIX, tags=["reports"], responses=_RESPONSES)
+    """Register the routes on the app itself (not through an `APIRouter`): each is then a plain route
+    with a path template, which is what the request metrics label answers by."""
+    get = partial(app.get, tags=["reports"], responses=_RESPONSES)
 
-    @router.get(
-        "/runs/{run_id}/summary", response_model=RunSummary, summary="Means with 95% CI and breakdowns"
+    @get(
+        f"{RUN}/summary",
+        response_model=RunSummary,
+        summary="Means with 95% CI and breakdowns",
     )
     def summary(request: Request, run_id: RunId) -> RunSummary:
         with store.session() as session:
             return run_summary(session, run_id, tenant_of(request).id)
 
-    @router.get("/leaderboard", response_model=Leaderboards, summary="Systems ranked per dataset")
+    @get(f"{PREFIX}/leaderboard", response_model=Leaderboards, summary="Systems ranked per dataset")
     def leaderboard(
         request: Request,
         run: Runs = [],  # noqa: B006 (FastAPI copies defaults per request)
@@ -83,7 +88,7 @@ def add_report_routes(app: FastAPI, store: Store) -> None:
         with store.session() as session:
             return leaderboards(session, tenant_of(request).id, run_ids=run, dataset=dataset, sort=sort)
 
-    @router.get("/compare", response_model=Comparison, summary="Paired comparison of two runs or systems")
+    @get(f"{PREFIX}/compare", response_model=Comparison, summary="Paired comparison of two runs or systems")
     def paired(
         request: Request,
         run: Runs,
@@ -108,8 +113,10 @@ def add_report_routes(app: FastAPI, store: Store) -> None:
                 seed=seed,
             )
 
-    @router.get(
-        "/runs/{run_id}/agreement", response_model=AgreementReport, summary="Agreement with human ratings"
+    @get(
+        f"{RUN}/agreement",
+        response_model=AgreementReport,
+        summary="Agreement with human ratings",
     )
     def agreement(
         request: Request,
@@ -120,8 +127,10 @@ def add_report_routes(app: FastAPI, store: Store) -> None:
         with store.session() as session:
             return agreement_report(labelled_scores(session, run_id, labels, tenant_of(request).id, match))
 
-    @router.get(
-        "/runs/{run_id}/export", response_class=StreamingResponse, summary="Items joined with results"
+    @get(
+        f"{RUN}/export",
+        response_class=StreamingResponse,
+        summary="Items joined with results",
     )
     def export(
         request: Request,
@@ -145,7 +154,7 @@ def add_report_routes(app: FastAPI, store: Store) -> None:
             headers={"Content-Disposition": f'attachment; filename="run-{run_id}.{fmt}"'},
         )
 
-    @router.get("/runs/{run_id}/html", response_class=HTMLResponse, summary="Self-contained HTML report")
+    @get(f"{RUN}/html", response_class=HTMLResponse, summary="Self-contained HTML report")
     def html(
         request: Request,
         run_id: RunId,
@@ -155,8 +164,6 @@ def add_report_routes(app: FastAPI, store: Store) -> None:
         with store.session() as session:
             page = run_report_html(session, run_id, tenant_of(request).id, labels=labels, match=match)
         return HTMLResponse(page)
-
-    app.include_router(router)
 
 
 def _spooled_parquet(batches: Iterator[list[dict[str, object]]]) -> Iterator[bytes]:

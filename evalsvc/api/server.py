@@ -22,6 +22,7 @@ from evalsvc.api.limits import InFlightLimitMiddleware, PayloadLimitMiddleware
 from evalsvc.api.litapi import SCORE_PATH, ScoringAPI
 from evalsvc.api.metrics import RequestMetricsMiddleware, SharedMetrics
 from evalsvc.api.model_tier import ModelTier
+from evalsvc.api.reports import add_report_routes
 from evalsvc.api.responses import install_error_handlers
 from evalsvc.api.routes import add_routes
 from evalsvc.api.service import ScoreService
@@ -62,6 +63,7 @@ def build_server(settings: Settings) -> LitServer:
         lambda: server.workers_setup_status,
     )
     add_routes(app, settings, service, shared)
+    add_report_routes(app, store)
     install_error_handlers(app)
     shared.metrics = SharedMetrics(str(getattr(route, "path", "")) for route in app.router.routes)
     app.add_middleware(InFlightLimitMiddleware, counter=shared.in_flight)

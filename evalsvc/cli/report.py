@@ -1,0 +1,209 @@
+"""`evalsvc report summary|leaderboard|compare|agreement|export|plot|html`: what the scores say.
+
+    evalsvc report summary RUN                          means with 95% CI, distribution, failures
+    evalsvc report leaderboard [--run RUN ...] [--dataset D] [--sort avg]
+    evalsvc report compare --run A --run B              the same items in two runs
+    evalsvc report compare --run R --system X --system Y  two systems on the same queries
+    evalsvc report agreement RUN --labels SET           judge vs human ratings (Table 4 layout)
+    evalsvc report export RUN [RUN ...] --format csv|jsonl|parquet [-o FILE]
+    evalsvc report plot RUN -o DIR [--labels SET]       PNG plots
+    evalsvc report html RUN -o report.html [--labels SET]
+
+Tables go to stdout as aligned text; `--json` prints the report as JSON instead (the same shape as
+`GET /v1/reports/...`). The local CLI sees every run of its database; `--tenant NAME` narrows it to
+one tenant's runs and label sets, as the HTTP API does for an API key.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from pathlib import Path
+from typing import get_args
+
+from pydantic import BaseModel
+from sqlalchemy.orm import Session
+
+from evalsvc.cli.common import EXIT_OK, EXIT_USER_ERROR, add_store_options, fail
+from evalsvc.reports import (
+    agreement_report,
+    compare,
+    export_batches,
+    labelled_scores,
+    leaderboards,
+    run_report_html,
+    run_summary,
+    write_export,
+)
+from evalsvc.reports.compare import DEFAULT_RESAMPLES, DEFAULT_TIE_MARGIN, sides
+from evalsvc.reports.export import EXPORT_FORMATS
+from evalsvc.reports.plots import distributions_png, radar_png, scatter_png
+from evalsvc.reports.queries import Match, PairBy
+from evalsvc.reports.scope import tenant_id_by_name
+from evalsvc.reports.summary import SORT_KEYS
+from evalsvc.reports.tables import (
+    Table,
+    agreement_tables,
+    comparison_tables,
+    leaderboard_tables,
+    render_text,
+    summary_tables,
+)
+from evalsvc.settings import Settings
+from evalsvc.store import Store
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser(
+        "report",
+        help="summaries, leaderboards, A/B comparisons, human agreement, exports, plots, HTML",
+        description="Reports on stored scores (see README 'Reports').",
+    )
+    actions = parser.add_subparsers(dest="report_action", required=True, metavar="ACTION")
+
+    summary = actions.add_parser("summary", help="a run's means with 95%% CI, distribution and failures")
+    summary.add_argument("run", type=int, metavar="RUN")
+
+    board = actions.add_parser("leaderboard", help="systems ranked per dataset (the paper's Table 5)")
+    board.add_argument(
+        "--run", type=int, action="append", default=[], help="a run to include (repeat; default all)"
+    )
+    board.add_argument("--dataset", help="only this dataset")
+    board.add_argument("--sort", choices=SORT_KEYS, default="avg", help="ranking column (default avg)")
+
+    pair = actions.add_parser("compare", help="paired comparison of two runs or two systems")
+    pair.add_argument(
+        "--run", type=int, action="append", required=True, help="run A, then run B (or one run)"
+    )
+    pair.add_argument("--system", action="append", default=[], help="system A, then system B")
+    pair.add_argument(
+        "--pair-by", choices=get_args(PairBy), help="item key or query audio (default: see docs)"
+    )
+    pair.add_argument("--dataset", help="only items of this dataset")
+    pair.add_argument(
+        "--tie-margin", type=float, default=DEFAULT_TIE_MARGIN, help="|A-B| up to this is a tie"
+    )
+    pair.add_argument("--resamples", type=int, default=DEFAULT_RESAMPLES, help="bootstrap resamples")
+    pair.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+
+    agree = actions.add_parser("agreement", help="agreement with a label set of human ratings (Table 4)")
+    agree.add_argument("run", type=int, metavar="RUN")
+    agree.add_argument(
+        "--labels", required=True, metavar="SET", help="label set name (evalsvc labels import)"
+    )
+    agree.add_argument(
+        "--match", choices=get_args(Match), default="item", help="join labels by item key or audio"
+    )
+
+    export = actions.add_parser("export", help="items joined with results as CSV, JSON lines or Parquet")
+    export.add_argument("runs", type=int, nargs="+", metavar="RUN")
+    export.add_argument("--format", choices=EXPORT_FORMATS, default="csv")
+    export.add_argument(
+        "-o", "--output", type=Path, help="file to write (default stdout; Parquet needs a file)"
+    )
+    export.add_argument("--dataset", help="only items of this dataset")
+    export.add_argument("--system", help="only items of this system")
+
+    plot = actions.add_parser("plot", help="PNG plots of a run: distributions, radar, scatter vs labels")
+    plot.add_argument("run", type=int, metavar="RUN")
+    plot.add_argument(
+        "-o", "--output", type=Path, required=True, metavar="DIR", help="directory for the PNGs"
+    )
+
+    page = actions.add_parser("html", help="one self-contained HTML page with a run's tables and plots")
+    page.add_argument("run", type=int, metavar="RUN")
+    page.add_argument("-o", "--output", type=Path, required=True, help="the .html file to write")
+
+    for action in (plot, page):
+        action.add_argument("--labels", metavar="SET", help="add agreement with this label set")
+        action.add_argument("--match", choices=get_args(Match), default="item")
+    for action in (summary, board, pair, agree):
+        action.add_argument("--json", action="store_true", help="print JSON instead of tables")
+    for action in (summary, board, pair, agree, export, plot, page):
+        action.add_argument("--tenant", help="only this tenant's runs and label sets")
+        add_store_options(action, data_dir=True)
+        action.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace, settings: Settings) -> int:
+    store = Store.from_settings(settings)
+    action = args.report_action
+    if action == "export":
+        return _export(args, store)
+    with store.session() as session:
+        tenant_id = tenant_id_by_name(session, args.tenant)
+        if action == "summary":
+            report = run_summary(session, args.run, tenant_id)
+            return _show(args, report, summary_tables(report))
+        if action == "leaderboard":
+            boards = leaderboards(session, tenant_id, run_ids=args.run, dataset=args.dataset, sort=args.sort)
+            return _show(args, boards, leaderboard_tables(boards))
+        if action == "compare":
+            side_a, side_b = sides(args.run, args.system)
+            comparison = compare(
+                session,
+                tenant_id,
+                side_a,
+                side_b,
+                pair_by=args.pair_by,
+                dataset=args.dataset,
+                tie_margin=args.tie_margin,
+                resamples=args.resamples,
+                seed=args.seed,
+            )
+            return _show(args, comparison, comparison_tables(comparison))
+        if action == "agreement":
+            agreement = agreement_report(
+                labelled_scores(session, args.run, args.labels, tenant_id, args.match)
+            )
+            return _show(args, agreement, agreement_tables(agreement))
+        if action == "plot":
+            return _plot(args, session, tenant_id)
+        page = run_report_html(session, args.run, tenant_id, labels=args.labels, match=args.match)
+    args.output.write_text(page, encoding="utf-8")
+    print(f"wrote {args.output}", file=sys.stderr)
+    return EXIT_OK
+
+
+def _show(args: argparse.Namespace, report: BaseModel, tables: list[Table]) -> int:
+    if args.json:
+        print(report.model_dump_json(indent=2))
+    else:
+        sys.stdout.write(render_text(tables))
+    return EXIT_OK
+
+
+def _export(args: argparse.Namespace, store: Store) -> int:
+    if args.format == "parquet" and args.output is None:
+        return fail("invalid_parameter", "Parquet is binary: give a file with -o/--output", EXIT_USER_ERROR)
+    with store.session() as session:
+        tenant_id = tenant_id_by_name(session, args.tenant)
+        batches = export_batches(session, args.runs, tenant_id, dataset=args.dataset, system=args.system)
+        if args.output is None:
+            write_export(batches, args.format, sys.stdout.buffer)
+            sys.stdout.buffer.flush()
+            return EXIT_OK
+        with args.output.open("wb") as sink:
+            write_export(batches, args.format, sink)
+    print(f"wrote {args.output}", file=sys.stderr)
+    return EXIT_OK
+
+
+def _plot(args: argparse.Namespace, session: Session, tenant_id: int | None) -> int:
+    args.output.mkdir(parents=True, exist_ok=True)
+    files = {"distributions.png": distributions_png(run_summary(session, args.run, tenant_id))}
+    for board in leaderboards(session, tenant_id, run_ids=[args.run]).leaderboards:
+        files[f"radar-{_slug(board.dataset)}.png"] = radar_png(board)
+    if args.labels is not None:
+        files["agreement.png"] = scatter_png(
+            labelled_scores(session, args.run, args.labels, tenant_id, args.match)
+        )
+    for name, image in files.items():
+        (args.output / name).write_bytes(image)
+        print(f"wrote {args.output / name}", file=sys.stderr)
+    return EXIT_OK
+
+
+def _slug(name: str | None) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name or "none")

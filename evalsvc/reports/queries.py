@@ -1,0 +1,279 @@
+"""Every SELECT the reports run, built with SQLAlchemy Core constructs; callers never write SQL.
+
+Aggregates are left to the database (GROUP BY with count, sum and `count(*) FILTER (WHERE ...)`,
+which SQLite and PostgreSQL both have), so a summary of a million results moves a few hundred rows,
+not a million. Queries for whole-vector statistics select only the score columns they need.
+
+The cost of a summary is one hash join of the run's items with their results plus a dozen aggregate
+steps per row and score column, so the aggregates are kept few (no min/max, one-point histogram bins).
+`use_memory_for_aggregates` lets PostgreSQL keep that join and the grouping in memory.
+
+Joins: `run_items.result_id -> results.id` (an item's result, NULL while pending or failed), and
+`run_items.run_id -> runs.id` where a query spans runs and must honour the tenant.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from sqlalchemy import ColumnElement, Row, Select, Subquery, and_, case, func, select, text
+from sqlalchemy.orm import InstrumentedAttribute, Session
+
+from evalsvc.reports.scope import visible_runs
+from evalsvc.reports.stats import BIN_EDGES, SHIFT, Moments
+from evalsvc.store import HumanLabel, ItemStatus, LabelSet, Result, Run, RunItem
+
+# Score columns of `results` and how reports name them (the names of the scoring API).
+SCORE_COLUMNS: dict[str, InstrumentedAttribute[float | None]] = {
+    "NS": Result.ns,
+    "WA": Result.wa,
+    "EU": Result.eu,
+    "ES": Result.es,
+    "avg": Result.avg,
+}
+DIMENSIONS = ("NS", "WA", "EU", "ES")
+HUMAN_COLUMNS: dict[str, InstrumentedAttribute[float | None]] = {
+    "NS": HumanLabel.ns,
+    "WA": HumanLabel.wa,
+    "EU": HumanLabel.eu,
+    "ES": HumanLabel.es,
+}
+UNKNOWN_ERROR = "unknown"
+
+PairBy = Literal["item", "query"]
+Match = Literal["item", "audio"]
+
+
+# PostgreSQL's default work_mem (4 MB) makes the hash join of a million results spill to disk in
+# dozens of batches and the planner sort a million rows for GROUP BY; with this much the join and a
+# hash aggregate stay in memory (measured in bench/bench_reports.py). Set per transaction only.
+REPORT_WORK_MEM = "64MB"
+
+
+def use_memory_for_aggregates(session: Session) -> None:
+    """Raise work_mem for the current transaction on PostgreSQL (SET LOCAL); nothing on SQLite."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text(f"SET LOCAL work_mem = '{REPORT_WORK_MEM}'"))
+
+
+def moment_columns(*, histogram: bool) -> list[ColumnElement[Any]]:
+    """The aggregates `moments_of` reads back, for every score column, labelled `<name>_<part>`."""
+    columns: list[ColumnElement[Any]] = []
+    for name, column in SCORE_COLUMNS.items():
+        shifted = column - SHIFT
+        columns += [
+            func.count(column).label(f"{name}_n"),
+            func.sum(shifted).label(f"{name}_sum"),
+            func.sum(shifted * shifted).label(f"{name}_sumsq"),
+        ]
+        if histogram:
+            columns += [
+                func.count().filter(column < edge).label(f"{name}_below{index}")
+                for index, edge in enumerate(BIN_EDGES)
+            ]
+    return columns
+
+
+def moments_of(row: Row[Any], *, histogram: bool) -> dict[str, Moments]:
+    """The `Moments` of each score column in one result row of a query with `moment_columns`."""
+    values = row._mapping
+    return {
+        name: Moments(
+            count=int(values[f"{name}_n"]),
+            shifted_sum=float(values[f"{name}_sum"] or 0.0),
+            shifted_sumsq=float(values[f"{name}_sumsq"] or 0.0),
+            below=tuple(int(values[f"{name}_below{index}"]) for index in range(len(BIN_EDGES)))
+            if histogram
+            else (),
+        )
+        for name in SCORE_COLUMNS
+    }
+
+
+def error_code() -> ColumnElement[str | None]:
+    """Why an item has no usable result: the failed item's last error, or its result's error (e.g. an
+    assessment without a score line); NULL for pending items and clean results."""
+    return case(
+        (RunItem.status == ItemStatus.FAILED, func.coalesce(RunItem.last_error_code, UNKNOWN_ERROR)),
+        else_=Result.error_code,
+    )
+
+
+def summary_cells(run_id: int) -> Select[Any]:
+    """One row per (system, dataset, emotion, status, error code) of the run, with score moments.
+
+    The finest breakdown the summary shows: the overall figures and each coarser breakdown are sums
+    of these cells, so the run's items are read once.
+    """
+    keys = (
+        RunItem.system,
+        RunItem.dataset,
+        RunItem.emotion,
+        RunItem.status,
+        error_code().label("error_code"),
+    )
+    return (
+        select(*keys, func.count().label("items"), *moment_columns(histogram=True))
+        .select_from(RunItem)
+        .outerjoin(Result, RunItem.result_id == Result.id)
+        .where(RunItem.run_id == run_id)
+        .group_by(*keys)
+    )
+
+
+def leaderboard_cells(tenant_id: int | None, run_ids: Sequence[int], dataset: str | None) -> Select[Any]:
+    """One row per (dataset, system, model version) of scored items in the tenant's runs.
+
+    `run_ids` empty means every run the tenant can see. Model versions are kept apart so a board
+    can say when it mixes judges.
+    """
+    keys = (RunItem.dataset, RunItem.system, Result.model_version_id)
+    query = (
+        select(*keys, *moment_columns(histogram=False))
+        .select_from(RunItem)
+        .join(Run, RunItem.run_id == Run.id)
+        .join(Result, RunItem.result_id == Result.id)
+        .where(visible_runs(tenant_id), Result.avg.is_not(None))
+        .group_by(*keys)
+    )
+    if run_ids:
+        query = query.where(RunItem.run_id.in_(run_ids))
+    if dataset is not None:
+        query = query.where(RunItem.dataset == dataset)
+    return query
+
+
+@dataclass(frozen=True)
+class Side:
+    """One side of a paired comparison: a run's items, optionally only one system's."""
+
+    run_id: int
+    system: str | None = None
+
+
+def side_scores(side: Side, pair_by: PairBy, dataset: str | None) -> Subquery:
+    """The side's scored items as (key, NS, WA, EU, ES, avg).
+
+    Paired by item: the key is the item key (unique in a run). Paired by query: the key is the query
+    audio's sha256, and a system that answered the same query more than once contributes the mean of
+    its answers' scores (averaged in the GROUP BY).
+    """
+    condition = and_(RunItem.run_id == side.run_id, Result.avg.is_not(None))
+    if side.system is not None:
+        condition = and_(condition, RunItem.system == side.system)
+    if dataset is not None:
+        condition = and_(condition, RunItem.dataset == dataset)
+    base = select().select_from(RunItem).join(Result, RunItem.result_id == Result.id).where(condition)
+    if pair_by == "item":
+        columns = [column.label(name) for name, column in SCORE_COLUMNS.items()]
+        return base.add_columns(RunItem.item_key.label("key"), *columns).subquery()
+    averaged = [func.avg(column).label(name) for name, column in SCORE_COLUMNS.items()]
+    return (
+        base.add_columns(Result.query_sha256.label("key"), *averaged).group_by(Result.query_sha256).subquery()
+    )
+
+
+def paired_scores(a: Subquery, b: Subquery) -> Select[Any]:
+    """Key and both sides' scores of every key present on both sides."""
+    return select(
+        a.c.key,
+        *(a.c[name] for name in SCORE_COLUMNS),
+        *(b.c[name] for name in SCORE_COLUMNS),
+    ).join_from(a, b, a.c.key == b.c.key)
+
+
+def count_rows(subquery: Subquery) -> Select[Any]:
+    return select(func.count()).select_from(subquery)
+
+
+def human_means(label_set_id: int, match: Match) -> Subquery:
+    """The label set's ratings averaged over raters, per item key or per audio pair."""
+    keys = (
+        (HumanLabel.item_key,) if match == "item" else (HumanLabel.query_sha256, HumanLabel.response_sha256)
+    )
+    query = select(
+        *keys,
+        *(func.avg(column).label(name) for name, column in HUMAN_COLUMNS.items()),
+        func.count().label("raters"),
+    ).where(HumanLabel.label_set_id == label_set_id)
+    if match == "audio":
+        query = query.where(HumanLabel.query_sha256.is_not(None), HumanLabel.response_sha256.is_not(None))
+    return query.group_by(*keys).subquery()
+
+
+def label_sets(tenant_id: int | None) -> Select[Any]:
+    """(name, description, ratings, rated items) of every label set the tenant can see, by name."""
+    query = (
+        select(
+            LabelSet.name,
+            LabelSet.description,
+            func.count(HumanLabel.id),
+            func.count(func.distinct(HumanLabel.item_key)),
+        )
+        .outerjoin(HumanLabel, HumanLabel.label_set_id == LabelSet.id)
+        .group_by(LabelSet.id, LabelSet.name, LabelSet.description)
+        .order_by(LabelSet.name)
+    )
+    return query if tenant_id is None else query.where(LabelSet.tenant_id == tenant_id)
+
+
+def labelled_pairs(run_id: int, human: Subquery, match: Match) -> Select[Any]:
+    """(item key, system, model NS..avg, human NS..ES, raters) of the run's scored, labelled items."""
+    if match == "item":
+        on = human.c.item_key == RunItem.item_key
+    else:
+        on = and_(
+            human.c.query_sha256 == Result.query_sha256, human.c.response_sha256 == Result.response_sha256
+        )
+    return (
+        select(
+            RunItem.item_key,
+            RunItem.system,
+            *(column.label(f"model_{name}") for name, column in SCORE_COLUMNS.items()),
+            *(human.c[name].label(f"human_{name}") for name in DIMENSIONS),
+            human.c.raters,
+        )
+        .select_from(RunItem)
+        .join(Result, RunItem.result_id == Result.id)
+        .join(human, on)
+        .where(RunItem.run_id == run_id, Result.avg.is_not(None))
+    )
+
+
+EXPORT_COLUMNS = (
+    "run_id", "item_key", "system", "dataset", "emotion", "status", "result_id", "model_version_id",
+    "NS", "WA", "EU", "ES", "avg", "error_code", "assessment", "query_sha256", "response_sha256", "meta",
+)  # fmt: skip
+
+
+def export_rows(run_ids: Sequence[int], *, dataset: str | None, system: str | None) -> Select[Any]:
+    """Every item of the runs joined with its result, in `EXPORT_COLUMNS` order, run by run."""
+    query = (
+        select(
+            RunItem.run_id,
+            RunItem.item_key,
+            RunItem.system,
+            RunItem.dataset,
+            RunItem.emotion,
+            RunItem.status,
+            RunItem.result_id,
+            Result.model_version_id,
+            *SCORE_COLUMNS.values(),
+            error_code(),
+            Result.assessment,
+            Result.query_sha256,
+            Result.response_sha256,
+            RunItem.meta,
+        )
+        .select_from(RunItem)
+        .outerjoin(Result, RunItem.result_id == Result.id)
+        .where(RunItem.run_id.in_(run_ids))
+        .order_by(RunItem.run_id, RunItem.id)
+    )
+    if dataset is not None:
+        query = query.where(RunItem.dataset == dataset)
+    if system is not None:
+        query = query.where(RunItem.system == system)
+    return query

@@ -1,0 +1,158 @@
+"""Run summaries and leaderboards: GROUP BY in the database, cells merged here.
+
+A summary reads the run once, grouped by (system, dataset, emotion, status, error code); the whole
+run and each breakdown are sums of those cells (`Moments` add exactly). A leaderboard reads
+(dataset, system, model version) cells of the chosen runs and ranks the systems of each dataset.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from evalsvc.errors import InvalidParameter
+from evalsvc.reports.queries import (
+    SCORE_COLUMNS,
+    leaderboard_cells,
+    moments_of,
+    summary_cells,
+    use_memory_for_aggregates,
+)
+from evalsvc.reports.schemas import (
+    GroupSummary,
+    Leaderboard,
+    LeaderboardRow,
+    Leaderboards,
+    RunSummary,
+    ScoreStats,
+)
+from evalsvc.reports.scope import run_for, runs_for
+from evalsvc.reports.stats import BIN_LABELS, Moments, describe
+from evalsvc.store import ItemStatus
+
+SORT_KEYS = ("avg", "NS", "WA", "EU", "ES", "system", "n")
+
+
+@dataclass
+class _Tally:
+    """Running totals of one group while cells are merged."""
+
+    histogram: bool
+    items: int = 0
+    failed: int = 0
+    pending: int = 0
+    moments: dict[str, Moments] = field(default_factory=dict)
+
+    def add(self, items: int, status: ItemStatus | None, moments: dict[str, Moments]) -> None:
+        self.items += items
+        self.failed += items if status == ItemStatus.FAILED else 0
+        self.pending += items if status == ItemStatus.PENDING else 0
+        for name, value in moments.items():
+            self.moments[name] = self.moments.get(name, Moments.empty(histogram=self.histogram)) + value
+
+    def scores(self) -> dict[str, ScoreStats]:
+        empty = Moments.empty(histogram=self.histogram)
+        return {name: ScoreStats.of(describe(self.moments.get(name, empty))) for name in SCORE_COLUMNS}
+
+    def summary(self, key: str | None) -> GroupSummary:
+        scored = self.moments["avg"].count if "avg" in self.moments else 0
+        return GroupSummary(
+            key=key,
+            items=self.items,
+            scored=scored,
+            failed=self.failed,
+            pending=self.pending,
+            scores=self.scores(),
+        )
+
+
+def run_summary(session: Session, run_id: int, tenant_id: int | None) -> RunSummary:
+    """Counts, per-dimension mean with 95% CI, distribution and failures of one run, with breakdowns."""
+    run = run_for(session, run_id, tenant_id)
+    use_memory_for_aggregates(session)
+    overall = _Tally(histogram=True)
+    by: dict[str, dict[str | None, _Tally]] = {name: {} for name in ("system", "dataset", "emotion")}
+    errors: dict[str, int] = defaultdict(int)
+    for row in session.execute(summary_cells(run_id)):
+        moments = moments_of(row, histogram=True)
+        overall.add(row.items, row.status, moments)
+        for name, groups in by.items():
+            key = getattr(row, name)
+            groups.setdefault(key, _Tally(histogram=True)).add(row.items, row.status, moments)
+        if row.error_code is not None:
+            errors[row.error_code] += row.items
+    return RunSummary(
+        run_id=run.id,
+        run_name=run.name,
+        mode=run.mode,
+        status=str(run.status.value),
+        histogram_bins=list(BIN_LABELS),
+        overall=overall.summary(None),
+        errors=dict(sorted(errors.items(), key=lambda item: (-item[1], item[0]))),
+        by_system=_groups(by["system"]),
+        by_dataset=_groups(by["dataset"]),
+        by_emotion=_groups(by["emotion"]),
+    )
+
+
+def _groups(tallies: dict[str | None, _Tally]) -> list[GroupSummary]:
+    """Groups by name, the unnamed group (items without the label) last."""
+    ordered = sorted(tallies.items(), key=lambda item: (item[0] is None, item[0] or ""))
+    return [tally.summary(key) for key, tally in ordered]
+
+
+def leaderboards(
+    session: Session,
+    tenant_id: int | None,
+    *,
+    run_ids: Sequence[int] = (),
+    dataset: str | None = None,
+    sort: str = "avg",
+) -> Leaderboards:
+    """One leaderboard per dataset (or just `dataset`) over the runs (default: all the caller's).
+
+    Systems are ranked by `sort`: a score's mean, highest first (systems without scores last), or
+    "system" (by name) or "n" (most scored items first). An item scored in two of the runs counts
+    twice: pick the runs to avoid it.
+    """
+    if sort not in SORT_KEYS:
+        raise InvalidParameter(f"sort must be one of {', '.join(SORT_KEYS)}, not {sort!r}")
+    runs_for(session, run_ids, tenant_id)  # every run asked for must exist and be the caller's
+    use_memory_for_aggregates(session)
+    systems: dict[str | None, dict[str | None, _Tally]] = defaultdict(dict)
+    versions: dict[str | None, set[int]] = defaultdict(set)
+    for row in session.execute(leaderboard_cells(tenant_id, run_ids, dataset)):
+        tally = systems[row.dataset].setdefault(row.system, _Tally(histogram=False))
+        tally.add(0, None, moments_of(row, histogram=False))
+        versions[row.dataset].add(row.model_version_id)
+    boards = [
+        Leaderboard(
+            dataset=name,
+            model_versions=sorted(versions[name]),
+            rows=_ranked(systems[name].items(), sort),
+        )
+        for name in sorted(systems, key=lambda key: (key is None, key or ""))
+    ]
+    return Leaderboards(runs=list(dict.fromkeys(run_ids)), sort=sort, leaderboards=boards)
+
+
+def _ranked(tallies: Iterable[tuple[str | None, _Tally]], sort: str) -> list[LeaderboardRow]:
+    rows = sorted(((system, tally.scores()) for system, tally in tallies), key=lambda row: _order(sort, *row))
+    return [
+        LeaderboardRow(rank=rank, system=system, n=scores["avg"].n, scores=scores)
+        for rank, (system, scores) in enumerate(rows, start=1)
+    ]
+
+
+def _order(sort: str, system: str | None, scores: dict[str, ScoreStats]) -> tuple[Any, ...]:
+    by_name = (system is None, system or "")
+    if sort == "system":
+        return by_name
+    if sort == "n":
+        return (-scores["avg"].n, *by_name)
+    mean = scores[sort].mean
+    return (mean is None, -(mean or 0.0), *by_name)
