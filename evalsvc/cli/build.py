@@ -1,0 +1,143 @@
+"""`evalsvc build interleaved|pairs|sft`: training data from scored runs, for LLaMA-Factory and TRL.
+
+    evalsvc build interleaved --run 3 --tokenizer TOK --out data/   ReEmpathy (or --variant cotbs|plain)
+    evalsvc build pairs --run 3 --run 4 --out data/                 DPO pairs: best avg over worst
+    evalsvc build sft --run 3 --out data/                           judge SFT: audio pair -> assessment
+
+Each writes OUT/NAME.jsonl and registers NAME in OUT/dataset_info.json (pairs also write
+OUT/NAME.trl.jsonl), then prints JSON: the files with their row counts, what was dropped and why,
+and for `interleaved` what the chunk-count policy did. Transcripts and speech tokens come from each
+item's meta or from `--texts FILE` (see evalsvc.training.texts).
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from evalsvc.cli.common import EXIT_OK, add_store_options, print_json
+from evalsvc.cli.train import positive_int
+from evalsvc.settings import Settings
+from evalsvc.store import Store
+from evalsvc.training.codec import TokenCodec
+from evalsvc.training.datasets import VARIANTS, InterleaveOptions, build_interleaved, build_judge_sft
+from evalsvc.training.interleave import POLICIES
+from evalsvc.training.pairs import OUTPUT_FORMATS, PairRule, build_pairs
+from evalsvc.training.texts import TextSource
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser(
+        "build",
+        help="build training data (ReEmpathy, CoTBS, DPO pairs, judge SFT) from scored runs",
+        description="Training data for LLaMA-Factory and TRL from the runs' scores and assessments.",
+    )
+    kinds = parser.add_subparsers(dest="build_kind", required=True, metavar="KIND")
+
+    interleaved = kinds.add_parser(
+        "interleaved",
+        help="ReEmpathy sequences: response chunks interleaved with reflection chunks",
+        description="The query audio, then response chunks (transcript, or text + speech tokens 13:26) "
+        "alternating with marked chunks of the judge's assessment; or a baseline variant.",
+    )
+    _common(interleaved, default_name="reempathy")
+    interleaved.add_argument("--tokenizer", type=Path, required=True, help="fast tokenizer dir or file")
+    interleaved.add_argument(
+        "--variant",
+        choices=VARIANTS,
+        default="reempathy",
+        help="cotbs: reflection first; plain: no reflection",
+    )
+    interleaved.add_argument("--response-chunk", type=positive_int, default=15, metavar="TOKENS")
+    interleaved.add_argument("--reflection-chunk", type=positive_int, default=15, metavar="TOKENS")
+    interleaved.add_argument(
+        "--policy", choices=POLICIES, default="append", help="when the streams' chunk counts differ"
+    )
+    interleaved.add_argument("--start-marker", default="<reflection>")
+    interleaved.add_argument("--end-marker", default="</reflection>")
+    interleaved.set_defaults(handler=run_interleaved)
+
+    pairs = kinds.add_parser(
+        "pairs",
+        help="DPO pairs: per query, the best-scored response over the worst",
+        description="Preference pairs from the runs' scores: chosen = best avg, rejected = worst, "
+        "kept when the margin is at least --margin.",
+    )
+    _common(pairs, default_name="dpo_pairs")
+    pairs.add_argument("--margin", type=float, default=0.5, help="least avg difference (default 0.5)")
+    pairs.add_argument(
+        "--dominance", action="store_true", help="chosen must be no worse on any of NS, WA, EU, ES"
+    )
+    pairs.add_argument(
+        "--format", dest="formats", action="append", choices=OUTPUT_FORMATS, help="default: both"
+    )
+    pairs.add_argument(
+        "--tokenizer", type=Path, help="fast tokenizer; needed when responses have speech tokens"
+    )
+    pairs.set_defaults(handler=run_pairs)
+
+    sft = kinds.add_parser(
+        "sft",
+        help="judge SFT data: (query audio, response audio) -> assessment",
+        description="Rows in the judge's own prompt whose answer is the run's assessment, to fine-tune "
+        "the judge further. Assessments without a valid SCORES line are left out.",
+    )
+    _common(sft, default_name="judge_sft", texts=False)
+    sft.set_defaults(handler=run_sft)
+
+
+def _common(parser: argparse.ArgumentParser, *, default_name: str, texts: bool = True) -> None:
+    parser.add_argument(
+        "--run", dest="runs", type=int, action="append", required=True, metavar="ID", help="repeatable"
+    )
+    parser.add_argument("--out", type=Path, required=True, metavar="DIR", help="LLaMA-Factory dataset_dir")
+    parser.add_argument("--name", default=default_name, help=f"dataset name (default {default_name})")
+    if texts:
+        parser.add_argument(
+            "--texts", type=Path, metavar="FILE", help="JSONL of transcripts/speech tokens by id"
+        )
+    add_store_options(parser, data_dir=True)
+
+
+def run_interleaved(args: argparse.Namespace, settings: Settings) -> int:
+    options = InterleaveOptions(
+        variant=args.variant,
+        response_chunk=args.response_chunk,
+        reflection_chunk=args.reflection_chunk,
+        policy=args.policy,
+        start_marker=args.start_marker,
+        end_marker=args.end_marker,
+    )
+    codec = TokenCodec.from_path(args.tokenizer)
+    with TextSource(args.texts) as texts, Store.from_settings(settings).session() as session:
+        report = build_interleaved(
+            session, args.runs, codec=codec, texts=texts, options=options, out_dir=args.out, name=args.name
+        )
+    print_json({"out": str(args.out), "variant": args.variant, **report.to_dict()})
+    return EXIT_OK
+
+
+def run_pairs(args: argparse.Namespace, settings: Settings) -> int:
+    codec = TokenCodec.from_path(args.tokenizer) if args.tokenizer else None
+    formats = tuple(dict.fromkeys(args.formats or OUTPUT_FORMATS))
+    rule = PairRule(margin=args.margin, dominance=args.dominance)
+    with TextSource(args.texts) as texts, Store.from_settings(settings).session() as session:
+        report = build_pairs(
+            session,
+            args.runs,
+            rule=rule,
+            texts=texts,
+            codec=codec,
+            formats=formats,
+            out_dir=args.out,
+            name=args.name,
+        )
+    print_json({"out": str(args.out), "margin": args.margin, "dominance": args.dominance, **report.to_dict()})
+    return EXIT_OK
+
+
+def run_sft(args: argparse.Namespace, settings: Settings) -> int:
+    with Store.from_settings(settings).session() as session:
+        report = build_judge_sft(session, args.runs, out_dir=args.out, name=args.name)
+    print_json({"out": str(args.out), **report.to_dict()})
+    return EXIT_OK

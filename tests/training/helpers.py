@@ -1,0 +1,173 @@
+"""Scored runs with assessments and transcripts, written through the store's own functions.
+
+The training-data tests compute what they expect from these `Pair`s, never from the database.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import select
+
+from evalsvc.store import (
+    ItemOutcome,
+    ResultRecord,
+    RunItem,
+    RunItemSpec,
+    Store,
+    add_run_items,
+    content_key,
+    create_run,
+    ensure_model_version,
+    record_outcomes,
+    refresh_run_counts,
+    store_results,
+)
+from tests.store.factories import make_fingerprint
+
+ASSESSMENT = (
+    "The user sounds exhausted and lonely; they need to feel heard before any advice. "
+    "The response acknowledges the feeling warmly, but moves to suggestions a little fast. "
+    "It could ask what would help most right now."
+)
+
+
+def sha(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def score_line(scores: Sequence[float]) -> str:
+    return "SCORES: NS={:g} WA={:g} EU={:g} ES={:g}".format(*scores)
+
+
+@dataclass(frozen=True)
+class Pair:
+    """One run item: `query`/`response` name the audio (their sha256 is derived from the names)."""
+
+    key: str
+    query: str
+    response: str
+    scores: tuple[float, float, float, float] | None = None
+    assessment: str | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+    system: str = "sys-a"
+
+    @property
+    def avg(self) -> float | None:
+        return None if self.scores is None else sum(self.scores) / 4
+
+
+def transcript_meta(text: str, **more: Any) -> dict[str, Any]:
+    return {"response_transcript": text, **more}
+
+
+def add_scored_run(store: Store, pairs: Sequence[Pair], *, judge: str = "judge-1", name: str = "run") -> int:
+    """A run of `pairs` in mode `both`; pairs without scores stay pending."""
+    fingerprint = make_fingerprint(prompt_version=judge)
+    with store.session() as session:
+        run_id = create_run(session, name=name, mode="both").id
+        add_run_items(
+            session,
+            run_id,
+            [
+                RunItemSpec(
+                    item_key=pair.key,
+                    query_ref=f"/audio/{pair.query}.wav",
+                    response_ref=f"/audio/{pair.response}.wav",
+                    system=pair.system,
+                    meta=pair.meta,
+                )
+                for pair in pairs
+            ],
+        )
+        version = ensure_model_version(session, fingerprint)
+        records = {
+            pair.key: ResultRecord(
+                content_key=content_key(sha(pair.query), sha(pair.response), fingerprint.key, "both"),
+                query_sha256=sha(pair.query),
+                response_sha256=sha(pair.response),
+                mode="both",
+                ns=pair.scores[0],
+                wa=pair.scores[1],
+                eu=pair.scores[2],
+                es=pair.scores[3],
+                avg=pair.avg,
+                assessment=pair.assessment,
+            )
+            for pair in pairs
+            if pair.scores is not None
+        }
+        result_ids = store_results(session, version, list(records.values()))
+        item_ids = dict(
+            session.execute(select(RunItem.item_key, RunItem.id).where(RunItem.run_id == run_id)).all()
+        )
+        record_outcomes(
+            session,
+            [
+                ItemOutcome(item_ids[key], result_id=result_ids[record.content_key])
+                for key, record in records.items()
+            ],
+        )
+        refresh_run_counts(session, run_id)
+    return run_id
+
+
+class Rejected(AssertionError):
+    """A row the training tool would refuse or silently skip."""
+
+
+def llamafactory_convert(row: dict[str, Any], entry: dict[str, Any]) -> dict[str, Any]:
+    """What LLaMA-Factory's `SharegptDatasetConverter` makes of `row` under its dataset_info `entry`
+    (its defaults where the entry says nothing), raising `Rejected` where it would skip the sample;
+    then its multimodal check: one `<audio>` per audio file."""
+    columns, tags = entry.get("columns", {}), entry.get("tags", {})
+    role, content = tags.get("role_tag", "from"), tags.get("content_tag", "value")
+    user, assistant = tags.get("user_tag", "human"), tags.get("assistant_tag", "gpt")
+    system_tag = tags.get("system_tag", "system")
+    odd, even = (
+        (user, tags.get("observation_tag", "observation")),
+        (assistant, tags.get("function_tag", "function_call")),
+    )
+    ranking = bool(entry.get("ranking", False))
+    if entry.get("formatting") != "sharegpt":
+        raise Rejected("not a sharegpt entry")
+    messages = row[columns.get("messages", "conversations")]
+    system = ""
+    if messages and messages[0][role] == system_tag:
+        system, messages = messages[0][content], messages[1:]
+    for index, message in enumerate(messages):
+        if message[role] not in (odd, even)[index % 2]:
+            raise Rejected(f"invalid role tag at {index}")
+    if len(messages) % 2 != (1 if ranking else 0):
+        raise Rejected("invalid message count")
+    if ranking:
+        chosen, rejected = row[columns["chosen"]], row[columns["rejected"]]
+        if not (isinstance(chosen, dict) and isinstance(rejected, dict)):
+            raise Rejected("chosen/rejected must be message objects")
+        if chosen[role] not in even or rejected[role] not in even:
+            raise Rejected("chosen/rejected must be assistant messages")
+        prompt, response = messages, [chosen, rejected]
+    else:
+        prompt, response = messages[:-1], messages[-1:]
+    audios = row[columns["audios"]]
+    placeholders = sum(message[content].count("<audio>") for message in [*prompt, *response])
+    if placeholders != len(audios):
+        raise Rejected(f"{placeholders} <audio> placeholders for {len(audios)} audios")
+    return {"prompt": prompt, "response": response, "system": system, "audios": audios}
+
+
+def trl_check_preference(row: dict[str, Any]) -> None:
+    """TRL's conversational preference type: prompt/chosen/rejected lists of role/content messages,
+    the prompt ending with the user, the completions being the assistant's."""
+    if set(row) != {"prompt", "chosen", "rejected"}:
+        raise Rejected(f"columns {sorted(row)}")
+    for key in ("prompt", "chosen", "rejected"):
+        if not row[key] or any(set(message) != {"role", "content"} for message in row[key]):
+            raise Rejected(f"{key} is not a list of messages")
+    if row["prompt"][-1]["role"] != "user":
+        raise Rejected("the prompt must end with the user")
+    if any(message["role"] != "assistant" for message in row["chosen"] + row["rejected"]):
+        raise Rejected("completions must be assistant messages")
