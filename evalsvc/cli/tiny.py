@@ -7,7 +7,6 @@ from pathlib import Path
 
 from evalsvc.cli.common import EXIT_OK, print_json
 from evalsvc.engine.fingerprint import build_fingerprint
-from evalsvc.engine.tiny import build_tiny_model
 from evalsvc.engine.types import Decoding
 from evalsvc.settings import Settings
 
@@ -25,6 +24,8 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
+    from evalsvc.engine.tiny import build_tiny_model  # torch and transformers: only for this command
+
     paths = build_tiny_model(args.directory, seed=args.build_seed)
     fingerprint = build_fingerprint(str(paths.model), None, paths.adapter, paths.heads, Decoding())
     print_json(

@@ -9,20 +9,23 @@ so a plot reads no data of its own except the scatter's vectors.
 from __future__ import annotations
 
 import io
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from matplotlib.figure import Figure
 
 from evalsvc.reports.agreement import LabelledScores
 from evalsvc.reports.queries import DIMENSIONS, SCORE_COLUMNS
 from evalsvc.reports.schemas import Leaderboard, RunSummary
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 _DPI = 100
 
 
 def distributions_png(summary: RunSummary) -> bytes:
     """One bar chart per dimension (and avg): how many items fall in each half-point bin."""
-    figure = Figure(figsize=(3.2 * len(SCORE_COLUMNS), 3.0), dpi=_DPI, layout="constrained")
+    figure = _figure(figsize=(3.2 * len(SCORE_COLUMNS), 3.0), dpi=_DPI, layout="constrained")
     axes = figure.subplots(1, len(SCORE_COLUMNS), sharey=True)
     positions = np.arange(len(summary.histogram_bins))
     for axis, name in zip(axes, SCORE_COLUMNS, strict=True):
@@ -40,7 +43,7 @@ def radar_png(board: Leaderboard) -> bytes:
     """Each system's mean NS, WA, EU, ES on one polar chart (scale 1-5)."""
     angles = np.linspace(0, 2 * np.pi, len(DIMENSIONS), endpoint=False)
     closed = np.append(angles, angles[0])
-    figure = Figure(figsize=(5.5, 5.0), dpi=_DPI, layout="constrained")
+    figure = _figure(figsize=(5.5, 5.0), dpi=_DPI, layout="constrained")
     axis = figure.add_subplot(projection="polar")
     for row in board.rows:
         means = [row.scores[name].mean for name in DIMENSIONS]
@@ -59,7 +62,7 @@ def radar_png(board: Leaderboard) -> bytes:
 
 def scatter_png(scores: LabelledScores) -> bytes:
     """Judge score against mean human rating, one panel per dimension, with the identity line."""
-    figure = Figure(figsize=(3.2 * len(DIMENSIONS), 3.4), dpi=_DPI, layout="constrained")
+    figure = _figure(figsize=(3.2 * len(DIMENSIONS), 3.4), dpi=_DPI, layout="constrained")
     axes = figure.subplots(1, len(DIMENSIONS), sharex=True, sharey=True)
     for axis, name in zip(axes, DIMENSIONS, strict=True):
         model, human = scores.model[name], scores.human[name]
@@ -73,6 +76,13 @@ def scatter_png(scores: LabelledScores) -> bytes:
     axes[0].set_ylabel("judge")
     figure.suptitle(f"Judge vs human: run {scores.run_id}, labels {scores.label_set}", fontsize=10)
     return _png(figure)
+
+
+def _figure(**options: Any) -> Figure:
+    """A new figure; matplotlib is imported on first use, since every CLI command imports this module."""
+    from matplotlib.figure import Figure
+
+    return Figure(**options)
 
 
 def _png(figure: Figure) -> bytes:
