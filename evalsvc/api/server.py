@@ -25,6 +25,7 @@ from evalsvc.api.model_tier import ModelTier
 from evalsvc.api.reports import add_report_routes
 from evalsvc.api.responses import install_error_handlers
 from evalsvc.api.routes import add_routes
+from evalsvc.api.runs import add_run_routes
 from evalsvc.api.service import ScoreService
 from evalsvc.api.shared import SharedState
 from evalsvc.errors import ModelLoadError
@@ -64,6 +65,7 @@ def build_server(settings: Settings) -> LitServer:
     )
     add_routes(app, settings, service, shared)
     add_report_routes(app, store)
+    add_run_routes(app, settings, store)
     install_error_handlers(app)
     shared.metrics = SharedMetrics(str(getattr(route, "path", "")) for route in app.router.routes)
     app.add_middleware(InFlightLimitMiddleware, counter=shared.in_flight)

@@ -1,0 +1,294 @@
+"""Bulk manifests: one row per spoken pair, as JSON lines or CSV, checked in full before anything runs.
+
+Fields (CSV: a header row with these column names; `meta` then holds a JSON object as text):
+
+    id               unique within the manifest (the item key of the run)
+    query_audio      the user's spoken query: a path under a data root
+    response_audio   the system's spoken response: a path under a data root
+    system           the model under test
+    dataset          where the pair comes from
+    query_emotion    optional: the user's emotion label
+    response_emotion optional: the emotion the response conveys
+    meta             optional: a JSON object, kept with the item
+
+Relative paths resolve against `base_dir` (the manifest's own directory for a file on disk) or else
+against each data root in turn (an uploaded manifest has no directory). Every resolved path, symlinks
+and `..` included, must lie inside a data root: a manifest cannot make a worker read `/etc/shadow`.
+
+Validation reads the whole manifest and reports every problem with its line number, so a 50,000-row
+file is fixed in one pass rather than one error per attempt. Only cheap checks run here (fields,
+duplicates, roots, extension, existence): decoding every clip would cost as much as a run, so a file
+that exists but does not decode fails as its item, with its error code, during the run.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from evalsvc.errors import ManifestInvalid
+from evalsvc.store import RunItemSpec
+
+ManifestFormat = Literal["jsonl", "csv"]
+REQUIRED_FIELDS = ("id", "query_audio", "response_audio", "system", "dataset")
+OPTIONAL_FIELDS = ("query_emotion", "response_emotion", "meta")
+AUDIO_SUFFIXES = frozenset({".wav", ".flac", ".ogg", ".oga", ".mp3"})
+# Column widths of `run_items` (evalsvc.store.models.RunItem).
+_MAX_LENGTHS = {"id": 200, "system": 200, "dataset": 200, "query_emotion": 64, "response_emotion": 64}
+_FORMATS: dict[str, ManifestFormat] = {".jsonl": "jsonl", ".ndjson": "jsonl", ".csv": "csv"}
+
+
+@dataclass(frozen=True)
+class ManifestProblem:
+    line: int
+    message: str
+
+    def __str__(self) -> str:
+        return f"line {self.line}: {self.message}"
+
+
+@dataclass(frozen=True)
+class ManifestItem:
+    """One valid row, its audio paths resolved and vetted."""
+
+    line: int
+    id: str
+    query_audio: Path
+    response_audio: Path
+    system: str
+    dataset: str
+    query_emotion: str | None = None
+    response_emotion: str | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def to_spec(self) -> RunItemSpec:
+        """The run item; `response_emotion` travels in `meta` (the item has one emotion column: the
+        user's, which is what reports break scores down by)."""
+        meta = dict(self.meta)
+        if self.response_emotion is not None:
+            meta["response_emotion"] = self.response_emotion
+        return RunItemSpec(
+            item_key=self.id,
+            query_ref=str(self.query_audio),
+            response_ref=str(self.response_audio),
+            system=self.system,
+            dataset=self.dataset,
+            emotion=self.query_emotion,
+            meta=meta,
+        )
+
+
+@dataclass(frozen=True)
+class Manifest:
+    items: list[ManifestItem]
+    problems: list[ManifestProblem]
+
+    def accepted(self, *, skip_invalid: bool) -> list[ManifestItem]:
+        """The items to run: all of them, or with `skip_invalid` the valid ones.
+
+        Raises `ManifestInvalid` (listing every problem) when there are problems and they may not be
+        skipped, or when no valid item is left.
+        """
+        if self.problems and (not skip_invalid or not self.items):
+            shown = "; ".join(str(problem) for problem in self.problems[:3])
+            more = f" (and {len(self.problems) - 3} more)" if len(self.problems) > 3 else ""
+            hint = "" if self.items else " No valid row is left."
+            raise ManifestInvalid(
+                f"the manifest has {len(self.problems)} problem(s): {shown}{more}.{hint}",
+                [(problem.line, problem.message) for problem in self.problems],
+            )
+        return self.items
+
+
+def manifest_format(name: str) -> ManifestFormat:
+    """The format a file name implies: .jsonl/.ndjson or .csv."""
+    suffix = Path(name).suffix.lower()
+    if suffix not in _FORMATS:
+        raise ManifestInvalid(
+            f"cannot tell the format of {name!r}: name it .jsonl (JSON lines) or .csv",
+            [(0, "unknown format")],
+        )
+    return _FORMATS[suffix]
+
+
+def read_manifest(path: Path, roots: Sequence[Path]) -> Manifest:
+    """Parse and check a manifest file; relative audio paths are relative to its directory."""
+    try:
+        data = path.read_bytes()
+    except OSError as error:
+        raise ManifestInvalid(
+            f"cannot read the manifest {path}: {error.strerror}", [(0, "unreadable file")]
+        ) from error
+    return parse_manifest(data, manifest_format(path.name), roots=roots, base_dir=path.resolve().parent)
+
+
+def parse_manifest(
+    data: bytes, fmt: ManifestFormat, *, roots: Sequence[Path], base_dir: Path | None = None
+) -> Manifest:
+    """Parse and check manifest bytes; see the module docstring for the rules."""
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        raise ManifestInvalid(
+            f"the manifest is not UTF-8 text (byte {error.start})", [(0, "not UTF-8")]
+        ) from None
+    resolver = _PathResolver(roots, base_dir)
+    items: list[ManifestItem] = []
+    problems: list[ManifestProblem] = []
+    first_line: dict[str, int] = {}
+    rows = _jsonl_rows(text) if fmt == "jsonl" else _csv_rows(text)
+    for line, row in rows:
+        if isinstance(row, str):
+            problems.append(ManifestProblem(line, row))
+            continue
+        row_problems, item = _check_row(line, row, resolver)
+        key = row.get("id")
+        if isinstance(key, str) and key in first_line:
+            row_problems.append(f"duplicate id {key!r} (first on line {first_line[key]})")
+        elif isinstance(key, str):
+            first_line[key] = line
+        problems.extend(ManifestProblem(line, message) for message in row_problems)
+        if item is not None and not row_problems:
+            items.append(item)
+    if not items and not problems:
+        problems.append(ManifestProblem(0, "the manifest has no rows"))
+    return Manifest(items, problems)
+
+
+def _jsonl_rows(text: str) -> Iterator[tuple[int, dict[str, Any] | str]]:
+    """(line number, row object or the reason it is not one); blank lines are skipped.
+
+    Lines are split at "\n" only, as editors number them (`splitlines` would also split at the
+    U+2028 a JSON string may hold raw)."""
+    for number, line in enumerate(text.split("\n"), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except (ValueError, RecursionError) as error:
+            yield number, f"not valid JSON ({error})"
+            continue
+        yield number, row if isinstance(row, dict) else "not a JSON object"
+
+
+def _csv_rows(text: str) -> Iterator[tuple[int, dict[str, Any] | str]]:
+    """(line the row starts on, row or problem); `meta` is parsed from JSON text."""
+    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+    try:
+        header = next(reader)
+    except StopIteration:
+        return
+    except csv.Error as error:
+        yield 1, f"unreadable CSV header ({error})"
+        return
+    columns = [name.strip() for name in header]
+    start = reader.line_num + 1
+    while True:
+        try:
+            cells = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as error:
+            yield start, f"unreadable CSV ({error})"
+            return
+        line, start = start, reader.line_num + 1
+        if not any(cell.strip() for cell in cells):
+            continue
+        if len(cells) != len(columns):
+            yield line, f"{len(cells)} cells, but the header has {len(columns)} columns"
+            continue
+        row: dict[str, Any] = {name: cell for name, cell in zip(columns, cells, strict=True) if cell != ""}
+        if "meta" in row:
+            try:
+                row["meta"] = json.loads(row["meta"])
+            except (ValueError, RecursionError):
+                yield line, 'meta is not valid JSON (write a JSON object, e.g. {"speaker": "s1"})'
+                continue
+        yield line, row
+
+
+def _check_row(
+    line: int, row: dict[str, Any], resolver: _PathResolver
+) -> tuple[list[str], ManifestItem | None]:
+    problems: list[str] = []
+    missing = [name for name in REQUIRED_FIELDS if row.get(name) in (None, "")]
+    if missing:
+        problems.append(f"missing {', '.join(missing)}")
+    unknown = sorted(set(row) - set(REQUIRED_FIELDS) - set(OPTIONAL_FIELDS))
+    if unknown:
+        problems.append(f"unknown field(s) {', '.join(unknown)} (put extra information in meta)")
+    for name in (*REQUIRED_FIELDS, "query_emotion", "response_emotion"):
+        value = row.get(name)
+        if value is None or name in missing:
+            continue
+        if not isinstance(value, str) or not value.strip():
+            problems.append(f"{name} must be a non-empty string")
+        elif name in _MAX_LENGTHS and len(value) > _MAX_LENGTHS[name]:
+            problems.append(f"{name} is longer than {_MAX_LENGTHS[name]} characters")
+    meta = row.get("meta", {})
+    if not isinstance(meta, dict):
+        problems.append("meta must be a JSON object")
+    paths: dict[str, Path] = {}
+    for name in ("query_audio", "response_audio"):
+        value = row.get(name)
+        if isinstance(value, str) and value.strip():
+            resolved = resolver.resolve(value)
+            if isinstance(resolved, str):
+                problems.append(f"{name} {value!r}: {resolved}")
+            else:
+                paths[name] = resolved
+    if problems or len(paths) != 2:
+        return problems, None
+    return problems, ManifestItem(
+        line=line,
+        id=row["id"],
+        query_audio=paths["query_audio"],
+        response_audio=paths["response_audio"],
+        system=row["system"],
+        dataset=row["dataset"],
+        query_emotion=row.get("query_emotion"),
+        response_emotion=row.get("response_emotion"),
+        meta=meta,
+    )
+
+
+class _PathResolver:
+    """Audio path checks, with the data roots resolved once and each file stat-ed once."""
+
+    def __init__(self, roots: Sequence[Path], base_dir: Path | None) -> None:
+        self.roots = [root.resolve() for root in roots]
+        self.base_dir = base_dir
+        self._seen: dict[Path, str | None] = {}
+
+    def resolve(self, raw: str) -> Path | str:
+        """The vetted absolute path, or what is wrong with it."""
+        if not self.roots:
+            return "no data root is configured (set EVALSVC_DATA_ROOTS)"
+        candidates = [Path(raw)] if Path(raw).is_absolute() else self._bases(raw)
+        for candidate in candidates:
+            try:
+                resolved = candidate.resolve()
+            except (OSError, RuntimeError, ValueError):  # symlink loops, NUL bytes
+                continue
+            if any(resolved.is_relative_to(root) for root in self.roots):
+                return self._check_file(resolved)
+        return "outside the data roots"
+
+    def _bases(self, raw: str) -> list[Path]:
+        bases = [self.base_dir] if self.base_dir is not None else self.roots
+        return [base / raw for base in bases]
+
+    def _check_file(self, path: Path) -> Path | str:
+        if path.suffix.lower() not in AUDIO_SUFFIXES:
+            return (
+                f"unsupported extension {path.suffix or '(none)'!r}; use {', '.join(sorted(AUDIO_SUFFIXES))}"
+            )
+        if path not in self._seen:
+            self._seen[path] = None if path.is_file() else "file not found"
+        problem = self._seen[path]
+        return path if problem is None else problem

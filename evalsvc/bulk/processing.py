@@ -1,0 +1,177 @@
+"""The shard function: what both `evalsvc bulk run` (in process) and an RQ worker execute per shard.
+
+    pending items of the shard (SQL) ──▶ batches ──▶ ItemScorer ──▶ outcomes ──▶ one transaction:
+                                                                               items done/failed,
+                                                                               run counts refreshed
+
+Why it is safe to run a shard again, in whole or in part, at any moment:
+
+- only items still `pending` are read, so a retried or resumed shard skips finished items;
+- results are upserted by content key (first writer wins) and looked up before scoring, so an item
+  whose result was stored just before a crash is answered from the store on the next attempt;
+- an item is marked done in the same transaction for its whole batch, so a crash leaves each item
+  either finished with its result linked, or pending.
+
+A failure about one item (bad audio) is recorded on that item and the shard goes on. An exception
+from the model on a batch is narrowed down by halving the batch, so one poison pair fails alone. A
+transient failure (model tier busy, database unreachable) is retried with exponential backoff; if it
+outlasts the retries it is raised, and the job fails, to be retried by RQ (or resumed) later.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import TypeVar
+
+from rq.timeouts import BaseTimeoutException
+
+from evalsvc.bulk.records import PendingItem, RunProgress, get_run, pending_in_range
+from evalsvc.bulk.scorers import ItemScorer, failed, is_transient
+from evalsvc.bulk.shards import Shard
+from evalsvc.errors import EvalsvcError
+from evalsvc.settings import Mode, Settings
+from evalsvc.store import ItemOutcome, RunStatus, Store, grant_results, record_outcomes, refresh_run_counts
+
+logger = logging.getLogger(__name__)
+T = TypeVar("T")
+BatchHook = Callable[[RunProgress], None]
+
+
+def _no_hook(_progress: RunProgress) -> None:
+    return None
+
+
+def _no_heartbeat() -> None:
+    return None
+
+
+@dataclass(frozen=True)
+class ShardContext:
+    """What a shard needs from the process running it; built once per process, reused per shard."""
+
+    store: Store
+    scorer: ItemScorer
+    batch_size: int
+    batch_retries: int = 3
+    backoff_s: float = 1.0
+    sleep: Callable[[float], None] = field(default=time.sleep, repr=False)
+
+    @classmethod
+    def from_settings(cls, settings: Settings, store: Store, scorer: ItemScorer) -> ShardContext:
+        return cls(
+            store, scorer, settings.bulk_batch_size, settings.bulk_batch_retries, settings.bulk_backoff_s
+        )
+
+    def retrying(self, action: Callable[[], T], heartbeat: Callable[[], None] = _no_heartbeat) -> T:
+        """Run `action`, retrying transient failures after 1x, 2x, 4x ... `backoff_s`; `heartbeat`
+        before each wait says the job is alive while it waits out an outage."""
+        for attempt in range(self.batch_retries + 1):
+            try:
+                return action()
+            except EvalsvcError as error:
+                if not is_transient(error) or attempt == self.batch_retries:
+                    raise
+                delay = self.backoff_s * 2**attempt
+                logger.warning(
+                    "transient failure (%s), retry in %.1f s: %s", error.code, delay, error.message
+                )
+                heartbeat()
+                self.sleep(delay)
+        raise AssertionError("unreachable: the last attempt returns or raises")
+
+
+@dataclass(frozen=True)
+class ShardReport:
+    shard: Shard
+    done: int = 0
+    failed: int = 0
+    cancelled: bool = False
+
+    def to_dict(self) -> dict[str, int | bool]:
+        return {
+            "run_id": self.shard.run_id,
+            "first_item_id": self.shard.first_item_id,
+            "last_item_id": self.shard.last_item_id,
+            "done": self.done,
+            "failed": self.failed,
+            "cancelled": self.cancelled,
+        }
+
+
+def process_shard(
+    context: ShardContext,
+    shard: Shard,
+    *,
+    on_batch: BatchHook = _no_hook,
+    heartbeat: Callable[[], None] = _no_heartbeat,
+) -> ShardReport:
+    """Score the shard's pending items.
+
+    `on_batch` gets the run's progress after each recorded batch (the in-process progress bar);
+    `heartbeat` is called after each batch and before each retry wait (the RQ worker's liveness).
+    """
+    run_info = context.retrying(lambda: _load(context.store, shard), heartbeat)
+    if run_info is None:
+        return ShardReport(shard, cancelled=True)
+    mode, tenant_id, items = run_info
+    done = failed_count = 0
+    for start in range(0, len(items), context.batch_size):
+        if start and context.retrying(lambda: _cancelled(context.store, shard.run_id), heartbeat):
+            logger.info("run %s was cancelled; shard %s stops", shard.run_id, shard)
+            return ShardReport(shard, done, failed_count, cancelled=True)
+        batch = items[start : start + context.batch_size]
+        outcomes = context.retrying(
+            lambda batch=batch: _score_isolated(context.scorer, batch, mode), heartbeat
+        )
+        progress = context.retrying(
+            lambda outcomes=outcomes: _record(context.store, shard.run_id, tenant_id, outcomes), heartbeat
+        )
+        done += sum(outcome.result_id is not None for outcome in outcomes)
+        failed_count += sum(outcome.result_id is None for outcome in outcomes)
+        on_batch(progress)
+        heartbeat()
+    return ShardReport(shard, done, failed_count)
+
+
+def _load(store: Store, shard: Shard) -> tuple[Mode, int | None, list[PendingItem]] | None:
+    """(mode, tenant, pending items) of the shard; None when the run was cancelled."""
+    with store.session() as session:
+        run = get_run(session, shard.run_id)
+        if run.status == RunStatus.CANCELLED:
+            return None
+        items = pending_in_range(session, shard.run_id, shard.first_item_id, shard.last_item_id)
+        return run.mode, run.tenant_id, items  # type: ignore[return-value]
+
+
+def _cancelled(store: Store, run_id: int) -> bool:
+    """Checked before every batch: a cancellation stops the shard before its next model call."""
+    with store.session() as session:
+        return get_run(session, run_id).status == RunStatus.CANCELLED
+
+
+def _score_isolated(scorer: ItemScorer, items: Sequence[PendingItem], mode: Mode) -> list[ItemOutcome]:
+    """Outcomes for `items`; an unexpected exception is pinned on the pair causing it by halving."""
+    try:
+        return scorer.score_items(items, mode)
+    except (EvalsvcError, BaseTimeoutException):  # about no pair in particular: transient, setup, job timeout
+        raise
+    except Exception as error:
+        if len(items) == 1:
+            logger.exception("the model failed on item %s", items[0].key)
+            return [
+                failed(items[0], "internal_error", f"the model failed on this pair ({type(error).__name__})")
+            ]
+        middle = len(items) // 2
+        return _score_isolated(scorer, items[:middle], mode) + _score_isolated(scorer, items[middle:], mode)
+
+
+def _record(store: Store, run_id: int, tenant_id: int | None, outcomes: Sequence[ItemOutcome]) -> RunProgress:
+    with store.session() as session:
+        record_outcomes(session, outcomes)
+        if tenant_id is not None:
+            # The run's tenant may read these results, whichever run or request first produced them.
+            grant_results(session, tenant_id, [o.result_id for o in outcomes if o.result_id is not None])
+        return RunProgress.of(refresh_run_counts(session, run_id))

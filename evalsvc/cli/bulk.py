@@ -1,0 +1,305 @@
+"""`evalsvc bulk submit|run|resume|cancel|status|results`: whole datasets, from a manifest.
+
+    evalsvc bulk run MANIFEST --name NAME       in this process, no Redis (the embedded default)
+    evalsvc bulk submit MANIFEST --name NAME    record in SQL, queue shard jobs for `evalsvc worker`
+    evalsvc bulk status|cancel|resume RUN       what SQL says; stop; re-queue every unfinished item
+    evalsvc bulk results RUN [--format csv]     one row per item, JSON lines or CSV
+
+Data roots: audio paths in a manifest must lie under a data root. The roots are `--data-root`
+flags, else `EVALSVC_DATA_ROOTS`, else the manifest's own directory: a dataset directory holding its
+manifest works with no configuration, and no row can reach outside it (`../../etc/passwd`).
+
+stdout carries the answer (the run id of `submit`; JSON of `run`, `status`, `cancel`, `resume`; the
+rows of `results`), stderr the progress bar and messages, so each composes in a shell script.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from evalsvc.bulk.manifest import Manifest, ManifestItem, read_manifest
+from evalsvc.bulk.processing import ShardContext
+from evalsvc.bulk.progress import ProgressBar, wait_for_run
+from evalsvc.bulk.queue import ShardQueue
+from evalsvc.bulk.records import RunProgress
+from evalsvc.bulk.results import encode_rows, read_page
+from evalsvc.bulk.scorers import build_item_scorer
+from evalsvc.bulk.service import (
+    cancel_run,
+    queue_run,
+    record_run,
+    reopen_run,
+    run_in_process,
+    run_progress,
+    run_summary,
+)
+from evalsvc.cli.common import (
+    EXIT_CONFIG_ERROR,
+    EXIT_OK,
+    EXIT_USER_ERROR,
+    add_model_options,
+    add_store_options,
+    fail,
+    print_json,
+)
+from evalsvc.engine.types import MODES
+from evalsvc.errors import InvalidParameter, ManifestInvalid, QueueUnavailable, ServiceBusy, StoreError
+from evalsvc.settings import Settings
+from evalsvc.store import Store
+
+EXIT_INTERRUPTED = 130  # the shell's code for Ctrl-C
+
+# Flag -> Settings field for the bulk knobs (model and store flags are handled in common).
+BULK_FLAGS: dict[str, str] = {
+    "redis_url": "redis_url",
+    "queue": "bulk_queue",
+    "shard_size": "bulk_shard_size",
+    "batch_size": "bulk_batch_size",
+    "model_url": "model_url",
+    "data_root": "data_roots",
+}
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser(
+        "bulk",
+        help="score whole datasets from a manifest (queued on RQ, or in process)",
+        description="Bulk runs: every manifest row scored exactly once, recorded in SQL, resumable.",
+    )
+    actions = parser.add_subparsers(dest="bulk_action", required=True, metavar="ACTION")
+
+    submit = actions.add_parser("submit", help="record a run and queue its shards for `evalsvc worker`")
+    _manifest_arguments(submit)
+    submit.add_argument("--wait", action="store_true", help="show a progress bar until the run finishes")
+    _queue_options(submit)
+    add_store_options(submit, data_dir=True)
+    submit.set_defaults(handler=_submit)
+
+    inline = actions.add_parser("run", help="record a run and score it in this process (no Redis)")
+    _manifest_arguments(inline)
+    inline.add_argument("--batch-size", type=int, help="pairs per model call (EVALSVC_BULK_BATCH_SIZE)")
+    inline.add_argument("--model-url", help="score through `evalsvc serve` at this URL instead")
+    inline.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    add_model_options(inline)
+    add_store_options(inline)
+    inline.set_defaults(handler=_run_inline)
+
+    resume = actions.add_parser("resume", help="queue (or --inline: score) every unfinished item again")
+    resume.add_argument("run_id", type=int, metavar="RUN")
+    resume.add_argument("--retry-failed", action="store_true", help="also retry the items that failed")
+    resume.add_argument("--inline", action="store_true", help="score here instead of queueing (no Redis)")
+    resume.add_argument("--wait", action="store_true", help="show a progress bar until the run finishes")
+    resume.add_argument("--shard-size", type=int, help="items per shard job (EVALSVC_BULK_SHARD_SIZE)")
+    resume.add_argument("--batch-size", type=int, help="pairs per model call, with --inline")
+    resume.add_argument("--model-url", help="with --inline: score through `evalsvc serve` at this URL")
+    _queue_options(resume)
+    add_model_options(resume)
+    add_store_options(resume)
+    resume.set_defaults(handler=_resume)
+
+    cancel = actions.add_parser("cancel", help="stop a run: no further item is scored")
+    cancel.add_argument("run_id", type=int, metavar="RUN")
+    _queue_options(cancel)
+    add_store_options(cancel, data_dir=True)
+    cancel.set_defaults(handler=_cancel)
+
+    status = actions.add_parser("status", help="a run's state and counts, as JSON")
+    status.add_argument("run_id", type=int, metavar="RUN")
+    _queue_options(status)
+    add_store_options(status, data_dir=True)
+    status.set_defaults(handler=_status)
+
+    results = actions.add_parser("results", help="a run's results, one row per item")
+    results.add_argument("run_id", type=int, metavar="RUN")
+    results.add_argument("--format", choices=["jsonl", "csv"], default="jsonl")
+    results.add_argument("--output", type=Path, help="write to this file instead of stdout")
+    add_store_options(results, data_dir=True)
+    results.set_defaults(handler=_results)
+
+
+def _manifest_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("manifest", type=Path, metavar="MANIFEST", help="a .jsonl or .csv manifest")
+    parser.add_argument("--name", required=True, help="a name for the run")
+    parser.add_argument("--mode", choices=MODES, default="scores", help="what to produce (default: scores)")
+    parser.add_argument(
+        "--skip-invalid", action="store_true", help="run the valid rows and skip the invalid ones"
+    )
+    parser.add_argument(
+        "--data-root",
+        action="append",
+        help="a directory audio paths must lie under (repeatable; default: EVALSVC_DATA_ROOTS, "
+        "else the manifest's directory)",
+    )
+    parser.add_argument("--shard-size", type=int, help="items per shard job (EVALSVC_BULK_SHARD_SIZE)")
+
+
+def _queue_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("queue (override EVALSVC_* settings)")
+    group.add_argument("--redis-url", help="Redis of the bulk queue (EVALSVC_REDIS_URL)")
+    group.add_argument("--queue", help="RQ queue name (EVALSVC_BULK_QUEUE)")
+
+
+def bulk_settings(args: argparse.Namespace, settings: Settings) -> Settings:
+    """`settings` with the bulk flags that were given applied (and validated)."""
+    overrides: dict[str, Any] = {
+        field: getattr(args, flag)
+        for flag, field in BULK_FLAGS.items()
+        if getattr(args, flag, None) is not None
+    }
+    try:
+        return Settings.model_validate(settings.model_dump() | overrides)
+    except ValidationError as error:
+        raise InvalidParameter(str(error).replace("\n", " ")) from None
+
+
+def _accepted_items(args: argparse.Namespace, settings: Settings) -> list[ManifestItem] | int:
+    """The manifest's items to run, or the exit code after every problem was printed."""
+    roots = settings.data_roots or [args.manifest.resolve().parent]
+    manifest: Manifest = read_manifest(args.manifest, roots)
+    try:
+        items = manifest.accepted(skip_invalid=args.skip_invalid)
+    except ManifestInvalid as error:
+        for line, message in error.problems:
+            print(f"{args.manifest}:{line}: {message}", file=sys.stderr)
+        hint = "" if args.skip_invalid else "; nothing was queued (--skip-invalid runs the valid rows)"
+        return fail(
+            error.code, f"{len(error.problems)} invalid row(s) in {args.manifest}{hint}", EXIT_USER_ERROR
+        )
+    for problem in manifest.problems:
+        print(f"{args.manifest}:{problem.line}: skipped: {problem.message}", file=sys.stderr)
+    return items
+
+
+def _submit(args: argparse.Namespace, settings: Settings) -> int:
+    settings = bulk_settings(args, settings)
+    items = _accepted_items(args, settings)
+    if isinstance(items, int):
+        return items
+    store = Store.from_settings(settings)
+    run_id = record_run(store, name=args.name, mode=args.mode, items=items)
+    print(run_id, flush=True)
+    try:
+        queued = queue_run(store, ShardQueue.from_settings(settings), run_id, settings.bulk_shard_size)
+    except QueueUnavailable as error:
+        message = (
+            f"run {run_id} is recorded but not queued: {error.message}; then `evalsvc bulk resume {run_id}`"
+        )
+        return fail(error.code, message, EXIT_CONFIG_ERROR)
+    print(
+        f"run {run_id}: {len(items)} items in {queued} shard job(s) on {settings.bulk_queue}", file=sys.stderr
+    )
+    if args.wait:
+        _wait(store, run_id)
+    return EXIT_OK
+
+
+def _run_inline(args: argparse.Namespace, settings: Settings) -> int:
+    settings = bulk_settings(args, settings)
+    items = _accepted_items(args, settings)
+    if isinstance(items, int):
+        return items
+    store = Store.from_settings(settings)
+    run_id = record_run(store, name=args.name, mode=args.mode, items=items)
+    print(f"run {run_id}: {len(items)} items, scored in this process", file=sys.stderr)
+    return _score_here(store, settings, run_id, progress=not args.no_progress)
+
+
+def _score_here(store: Store, settings: Settings, run_id: int, *, progress: bool) -> int:
+    """Score the run's pending items in this process; an interruption loses nothing done so far."""
+    context = ShardContext.from_settings(settings, store, build_item_scorer(settings, store, load_now=False))
+    bar = ProgressBar(run_progress(store, run_id)) if progress else None
+    resume = f"continue with `evalsvc bulk resume {run_id} --inline`"
+    try:
+        run_in_process(
+            store, context, run_id, settings.bulk_shard_size, bar.update if bar else lambda _p: None
+        )
+    except KeyboardInterrupt:
+        return fail("interrupted", f"run {run_id} stopped; {resume}", EXIT_INTERRUPTED)
+    except (ServiceBusy, StoreError) as error:
+        return fail(error.code, f"run {run_id} stopped: {error.message}; {resume}", EXIT_CONFIG_ERROR)
+    finally:
+        if bar is not None:
+            bar.close()
+    print_json(run_summary(store, run_id).to_dict())
+    return EXIT_OK
+
+
+def _wait(store: Store, run_id: int) -> None:
+    try:
+        _report(wait_for_run(lambda: run_progress(store, run_id)), run_id)
+    except KeyboardInterrupt:
+        print(f"stopped waiting; run {run_id} goes on (`evalsvc bulk status {run_id}`)", file=sys.stderr)
+
+
+def _resume(args: argparse.Namespace, settings: Settings) -> int:
+    settings = bulk_settings(args, settings)
+    store = Store.from_settings(settings)
+    reset = reopen_run(store, args.run_id, retry_failed=args.retry_failed)
+    if reset:
+        print(f"run {args.run_id}: {reset} failed item(s) will be retried", file=sys.stderr)
+    if args.inline:
+        return _score_here(store, settings, args.run_id, progress=args.wait)
+    queued = queue_run(store, ShardQueue.from_settings(settings), args.run_id, settings.bulk_shard_size)
+    print(f"run {args.run_id}: {queued} shard job(s) queued on {settings.bulk_queue}", file=sys.stderr)
+    if args.wait:
+        _wait(store, args.run_id)
+    print_json(run_summary(store, args.run_id).to_dict() | {"queued_jobs": queued})
+    return EXIT_OK
+
+
+def _cancel(args: argparse.Namespace, settings: Settings) -> int:
+    settings = bulk_settings(args, settings)
+    store = Store.from_settings(settings)
+    try:
+        queue: ShardQueue | None = ShardQueue.from_settings(settings)
+    except QueueUnavailable as error:
+        print(f"warning: {error.message}; queued jobs will see the cancellation and stop", file=sys.stderr)
+        queue = None
+    removed = cancel_run(store, queue, args.run_id)
+    print_json(run_summary(store, args.run_id).to_dict() | {"removed_jobs": removed})
+    return EXIT_OK
+
+
+def _status(args: argparse.Namespace, settings: Settings) -> int:
+    """The SQL record, and what the queue holds for the run when Redis is reachable."""
+    settings = bulk_settings(args, settings)
+    summary = run_summary(Store.from_settings(settings), args.run_id)
+    try:
+        jobs: dict[str, int] | None = ShardQueue.from_settings(settings).run_jobs(args.run_id)
+    except QueueUnavailable:
+        jobs = None  # a run scored in process, or Redis is down: SQL still answers
+    print_json(summary.to_dict() | {"jobs": jobs})
+    live = jobs is not None and (jobs["queued"] or jobs["started"] or jobs["scheduled"])
+    if summary.status == "running" and summary.pending and jobs is not None and not live:
+        print(f"no job of run {args.run_id} is queued: `evalsvc bulk resume {args.run_id}`", file=sys.stderr)
+    return EXIT_OK
+
+
+def _results(args: argparse.Namespace, settings: Settings) -> int:
+    store = Store.from_settings(settings)
+    run_summary(store, args.run_id)  # a missing run is an error, not an empty file
+    output = args.output.open("w", encoding="utf-8", newline="") if args.output else sys.stdout
+    try:
+        after: int | None = 0
+        header = True
+        while after is not None:
+            page = read_page(store, args.run_id, after=after)
+            output.write(encode_rows(page.rows, args.format, header=header))
+            header, after = False, page.next_after
+    finally:
+        if args.output:
+            output.close()
+    return EXIT_OK
+
+
+def _report(progress: RunProgress, run_id: int) -> None:
+    print(
+        f"run {run_id}: {progress.status.value}, {progress.done} done, {progress.failed} failed, "
+        f"{progress.pending} pending",
+        file=sys.stderr,
+    )
