@@ -33,3 +33,8 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/bench_audio.py
 	$(BIN)/python bench/bench_engine.py
+	$(BIN)/python bench/bench_store.py
+	$(BIN)/python bench/bench_api.py
+	$(BIN)/python bench/bench_bulk.py
+	$(BIN)/python bench/bench_reports.py
+	$(BIN)/python bench/bench_training.py
