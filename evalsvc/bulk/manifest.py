@@ -23,8 +23,6 @@ that exists but does not decode fails as its item, with its error code, during t
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -32,6 +30,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from evalsvc.errors import ManifestInvalid
+from evalsvc.rowfiles import Row, csv_rows, jsonl_rows
 from evalsvc.store import RunItemSpec
 
 ManifestFormat = Literal["jsonl", "csv"]
@@ -141,7 +140,7 @@ def parse_manifest(
     items: list[ManifestItem] = []
     problems: list[ManifestProblem] = []
     first_line: dict[str, int] = {}
-    rows = _jsonl_rows(text) if fmt == "jsonl" else _csv_rows(text)
+    rows = jsonl_rows(text) if fmt == "jsonl" else _csv_rows(text)
     for line, row in rows:
         if isinstance(row, str):
             problems.append(ManifestProblem(line, row))
@@ -160,49 +159,13 @@ def parse_manifest(
     return Manifest(items, problems)
 
 
-def _jsonl_rows(text: str) -> Iterator[tuple[int, dict[str, Any] | str]]:
-    """(line number, row object or the reason it is not one); blank lines are skipped.
-
-    Lines are split at "\n" only, as editors number them (`splitlines` would also split at the
-    U+2028 a JSON string may hold raw)."""
-    for number, line in enumerate(text.split("\n"), start=1):
-        if not line.strip():
+def _csv_rows(text: str) -> Iterator[Row]:
+    """CSV rows without their empty cells (an empty optional field is an absent one); `meta` is JSON text."""
+    for line, parsed in csv_rows(text):
+        if isinstance(parsed, str):
+            yield line, parsed
             continue
-        try:
-            row = json.loads(line)
-        except (ValueError, RecursionError) as error:
-            yield number, f"not valid JSON ({error})"
-            continue
-        yield number, row if isinstance(row, dict) else "not a JSON object"
-
-
-def _csv_rows(text: str) -> Iterator[tuple[int, dict[str, Any] | str]]:
-    """(line the row starts on, row or problem); `meta` is parsed from JSON text."""
-    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
-    try:
-        header = next(reader)
-    except StopIteration:
-        return
-    except csv.Error as error:
-        yield 1, f"unreadable CSV header ({error})"
-        return
-    columns = [name.strip() for name in header]
-    start = reader.line_num + 1
-    while True:
-        try:
-            cells = next(reader)
-        except StopIteration:
-            return
-        except csv.Error as error:
-            yield start, f"unreadable CSV ({error})"
-            return
-        line, start = start, reader.line_num + 1
-        if not any(cell.strip() for cell in cells):
-            continue
-        if len(cells) != len(columns):
-            yield line, f"{len(cells)} cells, but the header has {len(columns)} columns"
-            continue
-        row: dict[str, Any] = {name: cell for name, cell in zip(columns, cells, strict=True) if cell != ""}
+        row: dict[str, Any] = {name: cell for name, cell in parsed.items() if cell != ""}
         if "meta" in row:
             try:
                 row["meta"] = json.loads(row["meta"])

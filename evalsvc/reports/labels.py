@@ -18,12 +18,9 @@ match by item key only. See `evalsvc.reports.agreement` for how ratings meet sco
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import math
 from collections import defaultdict
-from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, NoReturn
@@ -34,6 +31,7 @@ from sqlalchemy.orm import Session
 from evalsvc.errors import LabelsInvalid
 from evalsvc.reports.queries import DIMENSIONS
 from evalsvc.reports.scope import run_for
+from evalsvc.rowfiles import csv_rows, jsonl_rows
 from evalsvc.store import HumanLabelSpec, Result, RunItem, create_label_set, upsert_labels
 
 _FORMATS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".csv": "csv"}
@@ -91,7 +89,7 @@ def parse_labels(text: str, fmt: str) -> tuple[list[tuple[int, HumanLabelSpec]],
     problems: list[tuple[int, str]] = []
     first_line: dict[tuple[str, str], int] = {}
     unnamed: dict[str, int] = defaultdict(int)
-    for line, row in _jsonl_rows(text) if fmt == "jsonl" else _csv_rows(text):
+    for line, row in jsonl_rows(text) if fmt == "jsonl" else csv_rows(text):
         if isinstance(row, str):
             problems.append((line, row))
             continue
@@ -199,35 +197,3 @@ def _raise(path: Path, problems: list[tuple[int, str]]) -> NoReturn:
     shown = "; ".join(f"line {line}: {message}" for line, message in problems[:_SHOWN_PROBLEMS])
     more = f" (and {len(problems) - _SHOWN_PROBLEMS} more)" if len(problems) > _SHOWN_PROBLEMS else ""
     raise LabelsInvalid(f"labels file {path.name} has {len(problems)} problem(s): {shown}{more}", problems)
-
-
-def _jsonl_rows(text: str) -> Iterator[tuple[int, dict[str, Any] | str]]:
-    """(line number, row object or the reason it is not one); blank lines are skipped."""
-    for number, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except (ValueError, RecursionError) as error:
-            yield number, f"not valid JSON ({error})"
-            continue
-        yield number, row if isinstance(row, dict) else "not a JSON object"
-
-
-def _csv_rows(text: str) -> Iterator[tuple[int, dict[str, Any] | str]]:
-    """(line the row starts on, row or problem); the first row is the header."""
-    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
-    try:
-        header = [name.strip() for name in next(reader)]
-        line = reader.line_num + 1
-        for cells in reader:
-            if any(cell.strip() for cell in cells):
-                if len(cells) != len(header):
-                    yield line, f"{len(cells)} cells, but the header has {len(header)} columns"
-                else:
-                    yield line, dict(zip(header, cells, strict=True))
-            line = reader.line_num + 1
-    except StopIteration:
-        return
-    except csv.Error as error:
-        yield reader.line_num, f"unreadable CSV ({error})"
