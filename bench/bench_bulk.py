@@ -10,8 +10,9 @@ takes seconds, so one busy spell would otherwise decide the ratios. The clock ru
 shards are queued (or the in-process loop starts) until SQL shows every item finished; model loading
 is excluded everywhere: workers are timed only once they are registered, i.e. with the model loaded.
 The queue's overhead per item is (RQ with 1 worker - in process) / pairs: what the queue, the job
-round trips and the per-batch heartbeats add when nothing runs in parallel. With N workers each gets
-cores / N torch threads (OMP_NUM_THREADS), as one would deploy them on a shared machine.
+round trips and the per-batch heartbeats add when nothing runs in parallel. Every process scores with
+one torch thread (a worker per core): the modes then compare at equal compute per process, and a
+multi-threaded kernel is not stalled whenever another process takes one of its cores.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import soundfile
+import torch
 from redis import Redis
 from rq import Queue, Worker
 from sqlalchemy import create_engine, text
@@ -132,8 +134,7 @@ def queued(settings: Settings, manifest: Path, workers: int, data_dir: Path) -> 
         "EVALSVC_REDIS_URL": settings.redis_url,
         "EVALSVC_BULK_QUEUE": settings.bulk_queue,
         "EVALSVC_BULK_BATCH_SIZE": str(settings.bulk_batch_size),
-        # The cores shared out, as one would deploy them; without it N workers oversubscribe N-fold.
-        "OMP_NUM_THREADS": str(max(1, (os.cpu_count() or 1) // workers)),
+        "OMP_NUM_THREADS": "1",  # one torch thread per process, as in this process (see the docstring)
     }
     processes = [
         subprocess.Popen(
@@ -190,6 +191,7 @@ def main() -> int:
             bulk_shard_size=args.shard_size,
             bulk_batch_size=args.batch_size,
         )
+        torch.set_num_threads(1)
         engine = Engine.load(base)  # also builds the tiny model in data_dir, for the workers
         engine.warmup()
         for _ in range(args.rounds):  # interleaved, so that a busy spell of the machine hits every mode
@@ -206,7 +208,7 @@ def main() -> int:
     reference = timings["in process"]
     print(
         f"tiny model, scores mode, {args.pairs} distinct speech pairs, shards of {args.shard_size}, "
-        f"batches of {args.batch_size}, PostgreSQL + Redis, {os.cpu_count()} CPU cores, "
+        f"batches of {args.batch_size}, PostgreSQL + Redis, {os.cpu_count()} CPU cores, 1 torch thread per process, "
         f"best of {args.rounds} interleaved rounds"
     )
     print("| mode | wall s | pairs/s | vs in process |")

@@ -107,11 +107,14 @@ def record_outcomes(session: Session, outcomes: Sequence[ItemOutcome]) -> None:
 
 
 def refresh_run_counts(session: Session, run_id: int) -> Run:
-    """Recount the run's items by status (a GROUP BY, so concurrent workers cannot skew the counts).
+    """Recount the run's items by status; a run whose items are all finished becomes `done`.
 
-    A run whose items are all finished becomes `done`.
+    The run's row is locked before counting: workers finishing batches of the same run at the same time
+    then count one after the other, each seeing the batches committed before it. Counting first would
+    let a transaction write counts taken before a concurrent one committed (a lost update: a run
+    stuck at 196 of 200 done).
     """
-    run = session.get(Run, run_id)
+    run = session.get(Run, run_id, with_for_update=True)
     if run is None:
         raise InvalidParameter(f"no run with id {run_id}")
     counts: dict[str, int] = dict(

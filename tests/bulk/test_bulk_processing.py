@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import shutil
+import threading
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
+from sqlalchemy.orm import Session
 
 from evalsvc.audio import AudioLimits
 from evalsvc.bulk.manifest import read_manifest
@@ -26,7 +29,7 @@ from evalsvc.engine.types import AudioPair, ModelFingerprint, PairResult
 from evalsvc.errors import ServiceBusy, StoreUnavailable
 from evalsvc.scoring import ResultCache
 from evalsvc.settings import Mode, Settings
-from evalsvc.store import Run, RunItem, Store
+from evalsvc.store import ItemOutcome, Run, RunItem, Store, record_outcomes, refresh_run_counts
 from tests.bulk.conftest import PAIRS, SMALL, item_states, result_count, write_jsonl
 
 pytestmark = pytest.mark.integration
@@ -222,3 +225,27 @@ def test_cancel_stops_further_items(
     late = process_shard(context_for(store, engine, bulk_settings), pending_shards(store, run_id, 10)[-1])
     assert late.cancelled and late.done == 0
     assert run_summary(store, run_id).status == "cancelled"
+
+
+def test_workers_finishing_batches_of_one_run_at_once_count_exactly(store: Store, manifest: Path) -> None:
+    """The lost update that left a run `running` at 196 of 200 with two workers, pinned down."""
+    run_id = record(store, manifest)
+    with store.session() as session:
+        ids = [item.id for item in session.query(RunItem).filter_by(run_id=run_id)]
+
+    def finish(session: Session, batch: list[int]) -> None:
+        record_outcomes(session, [ItemOutcome(i, error_code="audio_empty", error_message="-") for i in batch])
+        refresh_run_counts(session, run_id)
+
+    def second_worker() -> None:
+        with store.session() as session:
+            finish(session, ids[25:])
+
+    with store.session() as session:  # the first worker's batch, committed when the block ends
+        finish(session, ids[:25])
+        other = threading.Thread(target=second_worker)
+        other.start()
+        time.sleep(0.5)  # the second worker counts now, before the first commits, unless it must wait
+    other.join(timeout=30)
+    summary = run_summary(store, run_id)
+    assert (summary.failed, summary.status) == (PAIRS, "done")
