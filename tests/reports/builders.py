@@ -11,23 +11,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
-from sqlalchemy import select
 
 from evalsvc.store import (
-    ItemOutcome,
-    ResultRecord,
-    RunItem,
     RunItemSpec,
     Store,
-    add_run_items,
-    content_key,
-    create_run,
-    ensure_model_version,
-    record_outcomes,
-    refresh_run_counts,
-    store_results,
 )
-from tests.store.factories import make_fingerprint
+from tests.store.factories import SeededItem, seed_run
 
 SYSTEMS = ("sys-a", "sys-b", "sys-c", "sys-d")
 DATASETS = ("dailytalk", "esd")
@@ -105,44 +94,10 @@ def add_run(
     judge: str = "judge-1",
 ) -> int:
     """A run of `items`, scored by the judge `judge` (one model version per judge name)."""
-    fingerprint = make_fingerprint(prompt_version=judge)
-    with store.session() as session:
-        run_id = create_run(session, name=name, mode="scores", tenant_id=tenant_id).id
-        add_run_items(
-            session,
-            run_id,
-            [_spec(item) for item in items],
-        )
-        version = ensure_model_version(session, fingerprint)
-        records = {
-            item.key: ResultRecord(
-                content_key=content_key(item.query, item.response, fingerprint.key, "scores"),
-                query_sha256=item.query,
-                response_sha256=item.response,
-                mode="scores",
-                ns=item.scores[0],
-                wa=item.scores[1],
-                eu=item.scores[2],
-                es=item.scores[3],
-                avg=item.avg,
-            )
-            for item in items
-            if item.scores is not None
-        }
-        result_ids = store_results(session, version, list(records.values()))
-        item_ids = dict(
-            session.execute(select(RunItem.item_key, RunItem.id).where(RunItem.run_id == run_id)).all()
-        )
-        outcomes = [
-            ItemOutcome(item_ids[item.key], result_id=result_ids[records[item.key].content_key])
-            if item.scores is not None
-            else ItemOutcome(item_ids[item.key], error_code=item.error, error_message="broken")
-            for item in items
-            if item.status != "pending"
-        ]
-        record_outcomes(session, outcomes)
-        refresh_run_counts(session, run_id)
-    return run_id
+    seeded = [
+        SeededItem(_spec(item), item.query, item.response, item.scores, error=item.error) for item in items
+    ]
+    return seed_run(store, seeded, mode="scores", name=name, tenant_id=tenant_id, judge=judge)
 
 
 def _spec(item: Item) -> RunItemSpec:

@@ -1,11 +1,27 @@
-"""Realistic store rows without model files: fingerprints and results by number."""
+"""Realistic store rows without model files: fingerprints, results by number, whole finished runs."""
 
 from __future__ import annotations
 
-from dataclasses import replace
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+
+from sqlalchemy import select
 
 from evalsvc.engine.types import Decoding, ModelFingerprint
-from evalsvc.store import ResultRecord, content_key
+from evalsvc.store import (
+    ItemOutcome,
+    ResultRecord,
+    RunItem,
+    RunItemSpec,
+    Store,
+    add_run_items,
+    content_key,
+    create_run,
+    ensure_model_version,
+    record_outcomes,
+    refresh_run_counts,
+    store_results,
+)
 
 
 def make_fingerprint(**changes: object) -> ModelFingerprint:
@@ -41,3 +57,65 @@ def make_record(index: int, fingerprint_key: str, mode: str = "scores") -> Resul
         query_duration_s=2.0,
         response_duration_s=3.0,
     )
+
+
+@dataclass(frozen=True)
+class SeededItem:
+    """One run item as a finished run leaves it: scored (`scores`), failed (`error`) or pending."""
+
+    spec: RunItemSpec
+    query_sha256: str
+    response_sha256: str
+    scores: tuple[float, float, float, float] | None = None
+    assessment: str | None = None
+    error: str | None = None
+
+
+def seed_run(
+    store: Store,
+    items: Sequence[SeededItem],
+    *,
+    mode: str,
+    name: str = "run",
+    tenant_id: int | None = None,
+    judge: str = "judge-1",
+) -> int:
+    """A run of `items` written through the store's own API, as a bulk run would leave it.
+
+    Each judge name is one model version, so tests can mix judges; returns the run id.
+    """
+    fingerprint = make_fingerprint(prompt_version=judge)
+    with store.session() as session:
+        run_id = create_run(session, name=name, mode=mode, tenant_id=tenant_id).id
+        add_run_items(session, run_id, [item.spec for item in items])
+        version = ensure_model_version(session, fingerprint)
+        records = {
+            item.spec.item_key: ResultRecord(
+                content_key=content_key(item.query_sha256, item.response_sha256, fingerprint.key, mode),
+                query_sha256=item.query_sha256,
+                response_sha256=item.response_sha256,
+                mode=mode,
+                ns=item.scores[0],
+                wa=item.scores[1],
+                eu=item.scores[2],
+                es=item.scores[3],
+                avg=sum(item.scores) / 4,
+                assessment=item.assessment,
+            )
+            for item in items
+            if item.scores is not None
+        }
+        result_ids = store_results(session, version, list(records.values()))
+        item_ids = dict(
+            session.execute(select(RunItem.item_key, RunItem.id).where(RunItem.run_id == run_id)).all()
+        )
+        outcomes = [
+            ItemOutcome(item_ids[key], result_id=result_ids[records[key].content_key])
+            if key in records
+            else ItemOutcome(item_ids[key], error_code=item.error, error_message="broken")
+            for item in items
+            if (key := item.spec.item_key) in records or item.error is not None
+        ]
+        record_outcomes(session, outcomes)
+        refresh_run_counts(session, run_id)
+    return run_id

@@ -10,23 +10,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import select
-
 from evalsvc.store import (
-    ItemOutcome,
-    ResultRecord,
-    RunItem,
     RunItemSpec,
     Store,
-    add_run_items,
-    content_key,
-    create_run,
-    ensure_model_version,
-    record_outcomes,
-    refresh_run_counts,
-    store_results,
 )
-from tests.store.factories import make_fingerprint
+from tests.store.factories import SeededItem, seed_run
 
 ASSESSMENT = (
     "The user sounds exhausted and lonely; they need to feel heard before any advice. "
@@ -66,53 +54,23 @@ def transcript_meta(text: str, **more: Any) -> dict[str, Any]:
 
 def add_scored_run(store: Store, pairs: Sequence[Pair], *, judge: str = "judge-1", name: str = "run") -> int:
     """A run of `pairs` in mode `both`; pairs without scores stay pending."""
-    fingerprint = make_fingerprint(prompt_version=judge)
-    with store.session() as session:
-        run_id = create_run(session, name=name, mode="both").id
-        add_run_items(
-            session,
-            run_id,
-            [
-                RunItemSpec(
-                    item_key=pair.key,
-                    query_ref=f"/audio/{pair.query}.wav",
-                    response_ref=f"/audio/{pair.response}.wav",
-                    system=pair.system,
-                    meta=pair.meta,
-                )
-                for pair in pairs
-            ],
+    seeded = [
+        SeededItem(
+            RunItemSpec(
+                item_key=pair.key,
+                query_ref=f"/audio/{pair.query}.wav",
+                response_ref=f"/audio/{pair.response}.wav",
+                system=pair.system,
+                meta=pair.meta,
+            ),
+            sha(pair.query),
+            sha(pair.response),
+            pair.scores,
+            assessment=pair.assessment,
         )
-        version = ensure_model_version(session, fingerprint)
-        records = {
-            pair.key: ResultRecord(
-                content_key=content_key(sha(pair.query), sha(pair.response), fingerprint.key, "both"),
-                query_sha256=sha(pair.query),
-                response_sha256=sha(pair.response),
-                mode="both",
-                ns=pair.scores[0],
-                wa=pair.scores[1],
-                eu=pair.scores[2],
-                es=pair.scores[3],
-                avg=pair.avg,
-                assessment=pair.assessment,
-            )
-            for pair in pairs
-            if pair.scores is not None
-        }
-        result_ids = store_results(session, version, list(records.values()))
-        item_ids = dict(
-            session.execute(select(RunItem.item_key, RunItem.id).where(RunItem.run_id == run_id)).all()
-        )
-        record_outcomes(
-            session,
-            [
-                ItemOutcome(item_ids[key], result_id=result_ids[record.content_key])
-                for key, record in records.items()
-            ],
-        )
-        refresh_run_counts(session, run_id)
-    return run_id
+        for pair in pairs
+    ]
+    return seed_run(store, seeded, mode="both", name=name, judge=judge)
 
 
 class Rejected(AssertionError):
