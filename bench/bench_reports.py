@@ -4,8 +4,8 @@
                                   [--postgres-url URL] [--backend postgresql --backend sqlite]
 
 Data: one run of --rows items (10 systems, 4 datasets, 5 query emotions; 2% failed, 1% pending), each
-scored item with its own result, plus two runs of --pairs items sharing their item keys (a paired
-comparison by item). Rows are bulk-loaded with explicit ids (COPY on PostgreSQL, executemany on
+scored item with its own result (and the copies of its scores and model version that
+`record_outcomes` writes onto the item), plus two runs of --pairs items sharing their item keys (a paired comparison by item). Rows are bulk-loaded with explicit ids (COPY on PostgreSQL, executemany on
 SQLite) and the tables analysed, as a long-lived database would be.
 
 Measured (median of --repeats after one warm-up call, each in its own session, as the CLI and the
@@ -52,7 +52,8 @@ RESULT_COLUMNS = (
 )  # fmt: skip
 ITEM_COLUMNS = (
     "id", "run_id", "item_key", "query_ref", "response_ref", "system", "dataset", "emotion", "meta", "status",
-    "attempts", "last_error_code", "result_id",
+    "attempts", "last_error_code", "result_id", "ns", "wa", "eu", "es", "avg", "result_error_code",
+    "model_version_id",
 )  # fmt: skip
 
 
@@ -83,15 +84,18 @@ def chunks(
                 status, error, result_id = "failed", "audio_unreadable", None
             elif draws[offset] < 0.03:
                 status, result_id = "pending", None
+            copies: tuple[float | None, ...] = (None,) * 5
             if result_id is not None:
                 ns, wa, eu, es = (float(value) for value in scores[offset])
+                copies = (ns, wa, eu, es, (ns + wa + eu + es) / 4)
                 results.append(
                     (row_id, f"{row_id:064x}", f"{row_id % 50_000:064x}", f"{row_id + 10**9:064x}", version_id,
-                     "scores", ns, wa, eu, es, (ns + wa + eu + es) / 4)
+                     "scores", *copies)
                 )  # fmt: skip
             items.append(
                 (row_id, run_id, key, f"q/{key}.wav", f"r/{key}.wav", SYSTEMS[systems[offset]],
-                 DATASETS[datasets[offset]], EMOTIONS[emotions[offset]], "{}", status, 1, error, result_id)
+                 DATASETS[datasets[offset]], EMOTIONS[emotions[offset]], "{}", status, 1, error, result_id,
+                 *copies, None, version_id if result_id is not None else None)
             )  # fmt: skip
         yield results, items
 

@@ -4,9 +4,11 @@ Aggregates are left to the database (GROUP BY with count, sum and `count(*) FILT
 which SQLite and PostgreSQL both have), so a summary of a million results moves a few hundred rows,
 not a million. Queries for whole-vector statistics select only the score columns they need.
 
-The cost of a summary is one hash join of the run's items with their results plus a dozen aggregate
-steps per row and score column, so the aggregates are kept few (no min/max, one-point histogram bins).
-`use_memory_for_aggregates` lets PostgreSQL keep that join and the grouping in memory.
+Summaries and leaderboards read the copies of the scores (and of the model version) that each run
+item holds (`ITEM_SCORE_COLUMNS`), so they scan `run_items` alone; joining a million wide result rows
+took most of their time. Their cost is then a dozen aggregate steps per item and score column, so
+the aggregates are kept few (no min/max, one-point histogram bins). `plan_for_aggregates` sets
+PostgreSQL up for such a query.
 
 Joins: `run_items.result_id -> results.id` (an item's result, NULL while pending or failed), and
 `run_items.run_id -> runs.id` where a query spans runs and must honour the tenant.
@@ -33,6 +35,14 @@ SCORE_COLUMNS: dict[str, InstrumentedAttribute[float | None]] = {
     "ES": Result.es,
     "avg": Result.avg,
 }
+# The same scores as copied onto each run item (`RunItem`), for queries over one run's items.
+ITEM_SCORE_COLUMNS: dict[str, InstrumentedAttribute[float | None]] = {
+    "NS": RunItem.ns,
+    "WA": RunItem.wa,
+    "EU": RunItem.eu,
+    "ES": RunItem.es,
+    "avg": RunItem.avg,
+}
 DIMENSIONS = ("NS", "WA", "EU", "ES")
 HUMAN_COLUMNS: dict[str, InstrumentedAttribute[float | None]] = {
     "NS": HumanLabel.ns,
@@ -52,16 +62,24 @@ Match = Literal["item", "audio"]
 REPORT_WORK_MEM = "64MB"
 
 
-def use_memory_for_aggregates(session: Session) -> None:
-    """Raise work_mem for the current transaction on PostgreSQL (SET LOCAL); nothing on SQLite."""
+def plan_for_aggregates(session: Session) -> None:
+    """Tune the current transaction (SET LOCAL) on PostgreSQL for aggregates over a million rows.
+
+    More work_mem (above), and no JIT compilation: the planner's cost estimate of such a query
+    crosses `jit_above_cost`, and compiling its expressions took 0.25 s, a quarter of a summary,
+    which a one-pass aggregate never earns back. Nothing on SQLite.
+    """
     if session.get_bind().dialect.name == "postgresql":
         session.execute(text(f"SET LOCAL work_mem = '{REPORT_WORK_MEM}'"))
+        session.execute(text("SET LOCAL jit = off"))
 
 
-def moment_columns(*, histogram: bool) -> list[ColumnElement[Any]]:
-    """The aggregates `moments_of` reads back, for every score column, labelled `<name>_<part>`."""
+def moment_columns(
+    scores: dict[str, InstrumentedAttribute[float | None]], *, histogram: bool
+) -> list[ColumnElement[Any]]:
+    """The aggregates `moments_of` reads back, for each of `scores`, labelled `<name>_<part>`."""
     columns: list[ColumnElement[Any]] = []
-    for name, column in SCORE_COLUMNS.items():
+    for name, column in scores.items():
         shifted = column - SHIFT
         columns += [
             func.count(column).label(f"{name}_n"),
@@ -97,7 +115,7 @@ def error_code() -> ColumnElement[str | None]:
     assessment without a score line); NULL for pending items and clean results."""
     return case(
         (RunItem.status == ItemStatus.FAILED, func.coalesce(RunItem.last_error_code, UNKNOWN_ERROR)),
-        else_=Result.error_code,
+        else_=RunItem.result_error_code,
     )
 
 
@@ -105,7 +123,7 @@ def summary_cells(run_id: int) -> Select[Any]:
     """One row per (system, dataset, emotion, status, error code) of the run, with score moments.
 
     The finest breakdown the summary shows: the overall figures and each coarser breakdown are sums
-    of these cells, so the run's items are read once.
+    of these cells, so the run's items are read once, and only they: no join with `results`.
     """
     keys = (
         RunItem.system,
@@ -115,9 +133,7 @@ def summary_cells(run_id: int) -> Select[Any]:
         error_code().label("error_code"),
     )
     return (
-        select(*keys, func.count().label("items"), *moment_columns(histogram=True))
-        .select_from(RunItem)
-        .outerjoin(Result, RunItem.result_id == Result.id)
+        select(*keys, func.count().label("items"), *moment_columns(ITEM_SCORE_COLUMNS, histogram=True))
         .where(RunItem.run_id == run_id)
         .group_by(*keys)
     )
@@ -129,13 +145,12 @@ def leaderboard_cells(tenant_id: int | None, run_ids: Sequence[int], dataset: st
     `run_ids` empty means every run the tenant can see. Model versions are kept apart so a board
     can say when it mixes judges.
     """
-    keys = (RunItem.dataset, RunItem.system, Result.model_version_id)
+    keys = (RunItem.dataset, RunItem.system, RunItem.model_version_id)
     query = (
-        select(*keys, *moment_columns(histogram=False))
+        select(*keys, *moment_columns(ITEM_SCORE_COLUMNS, histogram=False))
         .select_from(RunItem)
         .join(Run, RunItem.run_id == Run.id)
-        .join(Result, RunItem.result_id == Result.id)
-        .where(visible_runs(tenant_id), Result.avg.is_not(None))
+        .where(visible_runs(tenant_id), RunItem.avg.is_not(None))
         .group_by(*keys)
     )
     if run_ids:

@@ -19,8 +19,8 @@ from evalsvc.reports.queries import (
     SCORE_COLUMNS,
     leaderboard_cells,
     moments_of,
+    plan_for_aggregates,
     summary_cells,
-    use_memory_for_aggregates,
 )
 from evalsvc.reports.schemas import (
     GroupSummary,
@@ -73,7 +73,7 @@ class _Tally:
 def run_summary(session: Session, run_id: int, tenant_id: int | None) -> RunSummary:
     """Counts, per-dimension mean with 95% CI, distribution and failures of one run, with breakdowns."""
     run = run_for(session, run_id, tenant_id)
-    use_memory_for_aggregates(session)
+    plan_for_aggregates(session)
     overall = _Tally(histogram=True)
     by: dict[str, dict[str | None, _Tally]] = {name: {} for name in ("system", "dataset", "emotion")}
     errors: dict[str, int] = defaultdict(int)
@@ -122,7 +122,7 @@ def leaderboards(
     if sort not in SORT_KEYS:
         raise InvalidParameter(f"sort must be one of {', '.join(SORT_KEYS)}, not {sort!r}")
     runs_for(session, run_ids, tenant_id)  # every run asked for must exist and be the caller's
-    use_memory_for_aggregates(session)
+    plan_for_aggregates(session)
     systems: dict[str | None, dict[str | None, _Tally]] = defaultdict(dict)
     versions: dict[str | None, set[int]] = defaultdict(set)
     for row in session.execute(leaderboard_cells(tenant_id, run_ids, dataset)):

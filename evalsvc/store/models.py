@@ -221,6 +221,16 @@ class RunItem(Base):
     result_id: Mapped[int | None] = mapped_column(
         BigId, ForeignKey("results.id", ondelete="SET NULL"), index=True
     )
+    # Copies of the linked result's scores, error code and model version, written with `result_id`
+    # (`record_outcomes`). Run summaries and leaderboards then read one table instead of hash-joining
+    # a million results; results are immutable, so the copies cannot go stale.
+    model_version_id: Mapped[int | None] = mapped_column(ForeignKey("model_versions.id"))
+    ns: Mapped[float | None] = mapped_column(Float)
+    wa: Mapped[float | None] = mapped_column(Float)
+    eu: Mapped[float | None] = mapped_column(Float)
+    es: Mapped[float | None] = mapped_column(Float)
+    avg: Mapped[float | None] = mapped_column(Float)
+    result_error_code: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(server_default=func.now())
     updated_at: Mapped[datetime] = mapped_column(server_default=func.now(), onupdate=func.now())
 

@@ -15,7 +15,7 @@ from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.orm import Session
 
 from evalsvc.errors import InvalidParameter
-from evalsvc.store.models import MODES, ItemStatus, Run, RunItem, RunStatus
+from evalsvc.store.models import MODES, ItemStatus, Result, Run, RunItem, RunStatus
 from evalsvc.store.upsert import upsert
 
 
@@ -75,20 +75,42 @@ def pending_items(session: Session, run_id: int, *, limit: int | None = None) ->
     return list(session.scalars(query))
 
 
+# run_items column -> the results column it holds a copy of (see `RunItem`).
+RESULT_COPIES = {
+    "ns": Result.ns,
+    "wa": Result.wa,
+    "eu": Result.eu,
+    "es": Result.es,
+    "avg": Result.avg,
+    "result_error_code": Result.error_code,
+    "model_version_id": Result.model_version_id,
+}
+
+
 def record_outcomes(session: Session, outcomes: Sequence[ItemOutcome]) -> None:
-    """Mark items done (linked to their result) or failed (with the error), in one batched UPDATE."""
+    """Mark items done (linked to their result) or failed (with the error), in one batched UPDATE.
+
+    The same statement copies the linked result's scores onto the item (NULL for a failed item), read
+    from `results` by the database rather than passed in, so a copy always matches its result.
+    """
     if not outcomes:
         return
+    result_id = bindparam("new_result_id")
+    copies = {
+        name: select(column).where(Result.id == result_id).scalar_subquery()
+        for name, column in RESULT_COPIES.items()
+    }
     statement = (
         update(RunItem.__table__)
         .where(RunItem.__table__.c.id == bindparam("item_id"))
         .values(
             status=bindparam("new_status"),
-            result_id=bindparam("new_result_id"),
+            result_id=result_id,
             last_error_code=bindparam("new_error_code"),
             last_error=bindparam("new_error"),
             attempts=RunItem.__table__.c.attempts + 1,
             updated_at=func.now(),
+            **copies,
         )
     )
     session.execute(

@@ -50,6 +50,39 @@ def test_upgrade_then_downgrade_on_an_empty_database(db_url: str) -> None:
     assert tables(db_url) >= MODEL_TABLES
 
 
+def test_upgrading_from_0001_copies_existing_results_onto_their_items(db_url: str) -> None:
+    """0002 adds result copies to run items; items finished before it get them from their results."""
+    upgrade(db_url, "0001")
+    engine = create_db_engine(db_url, pooled=False)
+    with engine.begin() as connection:
+        for statement in (
+            "INSERT INTO model_versions (id, fingerprint, backbone, model_id, prompt_version, decoding, packages)"
+            " VALUES (1, 'f', 'b', 'm', 'p', '{}', '{}')",
+            "INSERT INTO results (id, content_key, query_sha256, response_sha256, model_version_id, mode,"
+            " ns, wa, eu, es, avg, error_code) VALUES"
+            " (1, 'k1', 'q', 'r', 1, 'scores', 1.5, 2.5, 3.5, 4.5, 3.0, NULL),"
+            " (2, 'k2', 'q', 's', 1, 'assessment', NULL, NULL, NULL, NULL, NULL, 'score_line_missing')",
+            "INSERT INTO runs (id, name, mode, status, item_count, done_count, failed_count)"
+            " VALUES (1, 'r', 'scores', 'done', 3, 2, 1)",
+            "INSERT INTO run_items (id, run_id, item_key, query_ref, response_ref, meta, status, attempts,"
+            " result_id, last_error_code) VALUES"
+            " (1, 1, 'a', 'q', 'r', '{}', 'done', 1, 1, NULL), (2, 1, 'b', 'q', 's', '{}', 'done', 1, 2, NULL),"
+            " (3, 1, 'c', 'q', 't', '{}', 'failed', 1, NULL, 'audio_unreadable')",
+        ):
+            connection.exec_driver_sql(statement)
+    upgrade(db_url)
+    with engine.connect() as connection:
+        rows = connection.exec_driver_sql(
+            "SELECT ns, wa, eu, es, avg, result_error_code, model_version_id FROM run_items ORDER BY id"
+        ).all()
+    engine.dispose()
+    assert [tuple(row) for row in rows] == [
+        (1.5, 2.5, 3.5, 4.5, 3.0, None, 1),
+        (None, None, None, None, None, "score_line_missing", 1),
+        (None, None, None, None, None, None, None),
+    ]
+
+
 def test_models_and_migrations_agree(db_url: str) -> None:
     """`alembic check`: autogenerate finds nothing to add, drop or alter after the migrations ran."""
     upgrade(db_url)

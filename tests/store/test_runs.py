@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
@@ -126,6 +128,46 @@ def test_outcomes_move_items_and_counts_and_finish_the_run(store: Store) -> None
         1,
         "audio_unreadable",
     )
+
+
+def test_an_item_holds_a_copy_of_its_results_scores_and_a_failed_item_none(store: Store) -> None:
+    fingerprint = make_fingerprint()
+    record = replace(make_record(7, fingerprint.key), ns=1.5, wa=2.25, eu=4.0, es=5.0, avg=3.1875)
+    flawed = replace(
+        make_record(8, fingerprint.key),
+        ns=None,
+        wa=None,
+        eu=None,
+        es=None,
+        avg=None,
+        error_code="score_line_missing",
+    )
+    with store.session() as session:
+        run_id = create_run(session, name="r", mode="scores").id
+        add_run_items(session, run_id, items(3))
+        ids = store_results(session, ensure_model_version(session, fingerprint), [record, flawed])
+    with store.session() as session:
+        scored, unscored, failed = pending_items(session, run_id)
+        record_outcomes(
+            session,
+            [
+                ItemOutcome(scored.id, result_id=ids[record.content_key]),
+                ItemOutcome(unscored.id, result_id=ids[flawed.content_key]),
+                ItemOutcome(failed.id, error_code="audio_unreadable", error_message="cannot read q/2.wav"),
+            ],
+        )
+    copied = (RunItem.ns, RunItem.wa, RunItem.eu, RunItem.es, RunItem.avg, RunItem.result_error_code)
+    version = (RunItem.model_version_id,)
+    with store.session() as session:
+        version_id = ensure_model_version(session, fingerprint)
+        rows = session.execute(
+            select(*copied, *version).where(RunItem.run_id == run_id).order_by(RunItem.id)
+        ).all()
+    assert [tuple(row) for row in rows] == [
+        (1.5, 2.25, 4.0, 5.0, 3.1875, None, version_id),
+        (None, None, None, None, None, "score_line_missing", version_id),
+        (None, None, None, None, None, None, None),
+    ]
 
 
 def test_deleting_a_run_deletes_its_items(store: Store) -> None:
