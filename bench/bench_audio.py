@@ -1,6 +1,6 @@
 """Audio front end throughput: evalsvc's decode + features against the librosa + Whisper baseline.
 
-    python bench/bench_audio.py [--pairs N] [--repeats R] [--threads T]
+    python bench/bench_audio.py [--pairs N] [--repeats R] [--threads T] [--no-formats]
 
 Both paths turn the same (query, response) files into model-ready log-mel features:
   ours      evalsvc.audio.decode_audio on each clip (which also validates and hashes it), then
@@ -12,6 +12,9 @@ and channel counts (the MIX table below), the repetitions of the paths are inter
 rotated) so that a noisy machine slows all alike, and medians are reported. A third row times only
 the work that both share and neither can skip (libsndfile decode + soxr resample): baseline / floor
 bounds the speed-up of any front end that keeps these decoders and this resampler.
+
+A second table repeats the three paths with every clip in one format of the mix at a time, to show
+where the time goes: the ratio is a property of the format mix as much as of the front end.
 """
 
 from __future__ import annotations
@@ -48,6 +51,7 @@ MIX: tuple[tuple[str, str, int, int], ...] = (
     ("flac", "PCM_24", 48_000, 2),
     ("mp3", "MPEG_LAYER_III", 22_050, 1),
 )
+Variant = tuple[str, str, int, int]
 Pair = tuple[Path, Path]
 LABELS = {
     "baseline": "baseline: librosa.load x2 + WhisperFeatureExtractor",
@@ -63,11 +67,11 @@ def example_pairs() -> list[Pair]:
     return pairs
 
 
-def reencode(pairs: list[Pair], directory: Path) -> list[Pair]:
-    """Give every distinct clip the next variant of MIX; a clip shared by two pairs stays one file."""
+def reencode(pairs: list[Pair], directory: Path, variants: tuple[Variant, ...] = MIX) -> list[Pair]:
+    """Give every distinct clip the next of `variants`; a clip shared by two pairs stays one file."""
     encoded: dict[Path, Path] = {}
     for clip in dict.fromkeys(path for pair in pairs for path in pair):
-        extension, subtype, rate, channels = MIX[len(encoded) % len(MIX)]
+        extension, subtype, rate, channels = variants[len(encoded) % len(variants)]
         samples, source_rate = sf.read(clip, dtype="float32")
         samples = soxr.resample(samples, source_rate, rate, quality="VHQ")
         if channels == 2:  # a plausible stereo image: the voice slightly louder on the left
@@ -146,45 +150,73 @@ def check_outputs(pairs: list[Pair]) -> tuple[float, float]:
     return sample_diff, feature_diff
 
 
+def median_seconds(
+    paths: dict[str, Callable[[Pair], object]], pairs: list[Pair], repeats: int
+) -> dict[str, float]:
+    """Median seconds of a pass over `pairs` for each path, the paths' order rotated every repeat."""
+    for run in paths.values():
+        seconds_per_pass(run, pairs)  # warm-up: imports, caches, first-call allocations
+    timings: dict[str, list[float]] = {name: [] for name in paths}
+    names = list(paths)
+    for repeat in range(repeats):
+        for name in names[repeat % len(names) :] + names[: repeat % len(names)]:
+            timings[name].append(seconds_per_pass(paths[name], pairs))
+    return {name: statistics.median(times) for name, times in timings.items()}
+
+
+def describe(variant: Variant) -> str:
+    extension, _, rate, channels = variant
+    return f"{extension.upper()} {rate / 1000:g} kHz {channels}ch"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     parser.add_argument("--pairs", type=int, default=90, help="pairs per timed pass (cycled examples)")
     parser.add_argument("--repeats", type=int, default=7, help="timed passes of each path, interleaved")
     parser.add_argument("--threads", type=int, default=1, help="torch threads, the same for every path")
+    parser.add_argument("--no-formats", action="store_true", help="skip the table format by format")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    paths: dict[str, Callable[[Pair], object]] = {
+        "baseline": make_baseline(),
+        "ours": make_ours(),
+        "floor": make_floor(),
+    }
 
+    by_format: dict[Variant, dict[str, float]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         distinct = reencode(example_pairs(), Path(tmp))
         pairs = [distinct[i % len(distinct)] for i in range(args.pairs)]
-        paths: dict[str, Callable[[Pair], object]] = {
-            "baseline": make_baseline(),
-            "ours": make_ours(),
-            "floor": make_floor(),
-        }
-        for run in paths.values():
-            seconds_per_pass(run, distinct)  # warm-up: imports, caches, first-call allocations
-        timings: dict[str, list[float]] = {name: [] for name in paths}
-        names = list(paths)
-        for repeat in range(args.repeats):
-            for name in names[repeat % len(names) :] + names[: repeat % len(names)]:
-                timings[name].append(seconds_per_pass(paths[name], pairs))
+        mixed = median_seconds(paths, pairs, args.repeats)
         durations = [sf.info(path).duration for pair in distinct for path in pair]
         sample_diff, feature_diff = check_outputs(distinct)
+        for index, variant in enumerate(() if args.no_formats else MIX):
+            (directory := Path(tmp) / str(index)).mkdir()
+            single = reencode(example_pairs(), directory, (variant,))
+            by_format[variant] = median_seconds(paths, single * 2, args.repeats)
 
-    mix = ", ".join(f"{ext.upper()} {rate / 1000:g} kHz {channels}ch" for ext, _, rate, channels in MIX)
     print(f"{args.pairs} pairs per pass, {args.repeats} interleaved passes, torch threads {args.threads}")
-    print(f"clips {min(durations):.1f}-{max(durations):.1f} s, formats in turn: {mix}\n")
+    print(
+        f"clips {min(durations):.1f}-{max(durations):.1f} s, formats in turn: {', '.join(map(describe, MIX))}\n"
+    )
     print("| path | median ms / pair | pairs / s | vs baseline |")
     print("|---|---:|---:|---:|")
-    base = statistics.median(timings["baseline"])
     for name, label in LABELS.items():
-        median = statistics.median(timings[name])
-        print(
-            f"| {label} | {1e3 * median / args.pairs:.2f} | {args.pairs / median:.0f} | {base / median:.2f}x |"
-        )
+        median = mixed[name]
+        ratio = mixed["baseline"] / median
+        print(f"| {label} | {1e3 * median / args.pairs:.2f} | {args.pairs / median:.0f} | {ratio:.2f}x |")
     print(f"\nmax |samples - librosa.load| = {sample_diff:.1e}")
     print(f"max |features - WhisperFeatureExtractor on the clip alone| = {feature_diff:.1e}")
+    if by_format:
+        count = 2 * len(example_pairs())
+        print(f"\nEvery clip in one format ({count} pairs per pass), ms / pair:\n")
+        print("| format | baseline | ours | floor | ours vs baseline | baseline / floor |")
+        print("|---|---:|---:|---:|---:|---:|")
+        for variant, medians in by_format.items():
+            base, ours, floor = (1e3 * medians[name] / count for name in ("baseline", "ours", "floor"))
+            print(
+                f"| {describe(variant)} | {base:.2f} | {ours:.2f} | {floor:.2f} | {base / ours:.2f}x | {base / floor:.2f}x |"
+            )
 
 
 if __name__ == "__main__":

