@@ -33,6 +33,7 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/bench_audio.py
 	$(BIN)/python bench/bench_engine.py
+	$(BIN)/python bench/bench_gpu.py
 	$(BIN)/python bench/bench_store.py
 	$(BIN)/python bench/bench_api.py
 	$(BIN)/python bench/bench_bulk.py

@@ -38,6 +38,11 @@ class Engine:
     def device(self) -> torch.device:
         return self._loaded.device
 
+    @property
+    def parameter_count(self) -> int:
+        """Parameters of the loaded thinker (adapter included): the size a benchmark reports."""
+        return sum(parameter.numel() for parameter in self._loaded.model.parameters())
+
     def warmup(self) -> None:
         """Run one short pair through every stage so a broken setup fails at start, not on a request."""
         tone = np.sin(2 * np.pi * 220 * np.arange(SAMPLE_RATE // 2) / SAMPLE_RATE).astype(np.float32) * 0.1

@@ -3,6 +3,9 @@
 No checkpoint can be downloaded here, and tests must still exercise the real transformers/peft code
 path, so the project builds its own miniature of the real architecture and loads it through exactly
 the code that loads the 30B model. Its scores are random numbers; only its plumbing is real.
+
+`ModelSize` sets its dimensions: `TINY` for the built-in model, larger ones for benchmarks that need
+the real model's per-token cost without its weights (bench/bench_gpu.py).
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ import json
 import shutil
 import tempfile
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -31,7 +35,43 @@ from evalsvc.engine.heads import HeadsConfig, ScoreHeads
 from evalsvc.engine.prompt import INSTRUCTION_TEXT, SYSTEM_TEXT
 from evalsvc.engine.types import Decoding
 
-TEXT_HIDDEN = 64
+
+@dataclass(frozen=True)
+class ModelSize:
+    """The dimensions of a random thinker: a MoE text model and the Whisper-style audio encoder."""
+
+    text_hidden: int
+    text_layers: int
+    attention_heads: int
+    kv_heads: int
+    head_dim: int
+    intermediate: int
+    moe_intermediate: int
+    experts: int
+    experts_per_token: int
+    audio_layers: int
+    audio_hidden: int
+    audio_heads: int
+    audio_ffn: int
+    audio_downsample_hidden: int
+
+
+TINY = ModelSize(
+    text_hidden=64,
+    text_layers=2,
+    attention_heads=4,
+    kv_heads=2,
+    head_dim=16,
+    intermediate=128,
+    moe_intermediate=32,
+    experts=4,
+    experts_per_token=2,
+    audio_layers=1,
+    audio_hidden=32,
+    audio_heads=2,
+    audio_ffn=64,
+    audio_downsample_hidden=16,
+)
 SPECIAL_TOKENS = (
     "<|endoftext|>",
     "<|im_start|>",
@@ -90,20 +130,22 @@ def build_tokenizer(vocab_size: int = 400) -> PreTrainedTokenizerFast:
     return fast
 
 
-def build_thinker_config(tokenizer: PreTrainedTokenizerFast) -> Qwen3OmniMoeThinkerConfig:
-    """The real architecture at toy sizes: 1-layer audio encoder, 2-layer 4-expert MoE text model."""
+def build_thinker_config(
+    tokenizer: PreTrainedTokenizerFast, size: ModelSize = TINY
+) -> Qwen3OmniMoeThinkerConfig:
+    """The real architecture at `size` (the vision tower, unused by the judge, stays minimal)."""
     token = tokenizer.convert_tokens_to_ids
     text_config = {
         "vocab_size": len(tokenizer),
-        "hidden_size": TEXT_HIDDEN,
-        "intermediate_size": 128,
-        "num_hidden_layers": 2,
-        "num_attention_heads": 4,
-        "num_key_value_heads": 2,
-        "head_dim": 16,
-        "moe_intermediate_size": 32,
-        "num_experts": 4,
-        "num_experts_per_tok": 2,
+        "hidden_size": size.text_hidden,
+        "intermediate_size": size.intermediate,
+        "num_hidden_layers": size.text_layers,
+        "num_attention_heads": size.attention_heads,
+        "num_key_value_heads": size.kv_heads,
+        "head_dim": size.head_dim,
+        "moe_intermediate_size": size.moe_intermediate,
+        "num_experts": size.experts,
+        "num_experts_per_tok": size.experts_per_token,
         "max_position_embeddings": 8192,
         "rope_parameters": {
             "rope_type": "default",
@@ -116,19 +158,19 @@ def build_thinker_config(tokenizer: PreTrainedTokenizerFast) -> Qwen3OmniMoeThin
     }
     audio_config = {
         "num_mel_bins": 128,
-        "encoder_layers": 1,
-        "encoder_attention_heads": 2,
-        "encoder_ffn_dim": 64,
-        "d_model": 32,
-        "output_dim": TEXT_HIDDEN,
-        "downsample_hidden_size": 16,
+        "encoder_layers": size.audio_layers,
+        "encoder_attention_heads": size.audio_heads,
+        "encoder_ffn_dim": size.audio_ffn,
+        "d_model": size.audio_hidden,
+        "output_dim": size.text_hidden,
+        "downsample_hidden_size": size.audio_downsample_hidden,
     }
     vision_config = {
         "depth": 1,
         "hidden_size": 32,
         "intermediate_size": 64,
         "num_heads": 2,
-        "out_hidden_size": TEXT_HIDDEN,
+        "out_hidden_size": size.text_hidden,
         "deepstack_visual_indexes": [0],
     }
     return Qwen3OmniMoeThinkerConfig(
@@ -150,11 +192,19 @@ def ensure_tiny_model(root: Path, seed: int = 0) -> TinyModelPaths:
     return paths if paths.complete() else build_tiny_model(root, seed, replace=False)
 
 
-def build_tiny_model(root: Path, seed: int = 0, *, replace: bool = True) -> TinyModelPaths:
-    """Write a complete tiny judge under `root`; the same seed gives the same weights and fingerprint.
+def build_tiny_model(
+    root: Path,
+    seed: int = 0,
+    *,
+    replace: bool = True,
+    size: ModelSize = TINY,
+    dtype: torch.dtype = torch.float32,
+) -> TinyModelPaths:
+    """Write a complete random judge under `root`; the same seed gives the same weights and fingerprint.
 
     Built in a temporary sibling directory and renamed into place, so an interrupted build never
-    leaves a half-written model that a later run would trust.
+    leaves a half-written model that a later run would trust. `dtype` is the dtype the checkpoint is
+    saved in (bfloat16 halves the disk and load time of a large size).
     """
     transformers_logging.disable_progress_bar()
     paths = TinyModelPaths(root)
@@ -164,7 +214,8 @@ def build_tiny_model(root: Path, seed: int = 0, *, replace: bool = True) -> Tiny
         staged = TinyModelPaths(staging)
         torch.manual_seed(seed)
         tokenizer = build_tokenizer()
-        model = Qwen3OmniMoeThinkerForConditionalGeneration(build_thinker_config(tokenizer)).eval()
+        config = build_thinker_config(tokenizer, size)
+        model = Qwen3OmniMoeThinkerForConditionalGeneration(config).to(dtype).eval()
         model.save_pretrained(staged.model)
         tokenizer.save_pretrained(staged.model)
         WhisperFeatureExtractor(
@@ -174,7 +225,7 @@ def build_tiny_model(root: Path, seed: int = 0, *, replace: bool = True) -> Tiny
         _build_adapter(model, staged.adapter, seed)
         backbone = build_fingerprint(str(staged.model), None, staged.adapter, None, Decoding()).backbone
         torch.manual_seed(seed + 1)
-        heads = ScoreHeads(HeadsConfig(hidden_size=TEXT_HIDDEN, pooling="mean", backbone=backbone))
+        heads = ScoreHeads(HeadsConfig(hidden_size=size.text_hidden, pooling="mean", backbone=backbone))
         heads.save(staged.heads)
         (staging / "BUILD_COMPLETE").write_text(json.dumps({"seed": seed}) + "\n")
         if not replace and paths.complete():
