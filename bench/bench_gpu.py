@@ -173,6 +173,8 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--workdir", type=Path, help="where the random model is built (default: a temp dir)")
     args = parser.parse_args()
+    if args.pairs < 16 or args.pairs % 16:
+        parser.error("--pairs must be a positive multiple of 16 (the largest batch size)")
     if args.device is None and not torch.cuda.is_available():
         print("bench_gpu: no CUDA device here; nothing measured (--device cpu runs it on the CPU anyway)")
         return 0

@@ -5,8 +5,9 @@
 
 Data: one run of --rows items (10 systems, 4 datasets, 5 query emotions; 2% failed, 1% pending), each
 scored item with its own result (and the copies of its scores and model version that
-`record_outcomes` writes onto the item), plus two runs of --pairs items sharing their item keys (a paired comparison by item). Rows are bulk-loaded with explicit ids (COPY on PostgreSQL, executemany on
-SQLite) and the tables analysed, as a long-lived database would be.
+`record_outcomes` writes onto the item), plus two runs of --pairs items sharing their item keys (a
+paired comparison by item). Rows are bulk-loaded with explicit ids (COPY on PostgreSQL, executemany
+on SQLite) and the tables analysed, as a long-lived database would be.
 
 Measured (median of --repeats after one warm-up call, each in its own session, as the CLI and the
 HTTP routes call them):

@@ -40,7 +40,8 @@ class Engine:
 
     @property
     def parameter_count(self) -> int:
-        """Parameters of the loaded thinker (adapter included): the size a benchmark reports."""
+        """Parameters of the loaded thinker (with the LoRA weights when they are not merged; heads
+        not counted): the size a benchmark reports."""
         return sum(parameter.numel() for parameter in self._loaded.model.parameters())
 
     def warmup(self) -> None:

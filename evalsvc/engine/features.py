@@ -73,9 +73,10 @@ class LogMelExtractor:
         padded.numpy()[half : half + length] = clip
         padded[:half] = padded[half + 1 : 2 * half + 1].flip(0)
         padded[half + length :] = padded[length - 1 : length + half - 1].flip(0)
-        # The STFT as windowed frames through rfft, the last frame dropped: torch.stft's bits, but laid
-        # out frame by frame, so the power spectrum is one contiguous transpose away from the layout
-        # the sparse mel product is fast on (4x faster than on stft's strided output).
+        # The STFT as windowed frames through rfft, the last frame dropped: torch.stft's spectrum to the
+        # bit, but laid out frame by frame, so the power spectrum is one contiguous transpose away from
+        # the layout the sparse mel product is fast on (4x faster than on stft's strided output).
+        # re^2 + im^2 can differ from z * conj(z) in the last bit of a few values.
         frames = padded.unfold(0, self.n_fft, self.hop_length)[:-1] * self._window
         spectrum = torch.view_as_real(torch.fft.rfft(frames))
         power = spectrum[..., 0].square() + spectrum[..., 1].square()

@@ -35,7 +35,7 @@ SCORE_COLUMNS: dict[str, InstrumentedAttribute[float | None]] = {
     "ES": Result.es,
     "avg": Result.avg,
 }
-# The same scores as copied onto each run item (`RunItem`), for queries over one run's items.
+# The same scores as copied onto each run item (`RunItem`), for aggregates over runs' items.
 ITEM_SCORE_COLUMNS: dict[str, InstrumentedAttribute[float | None]] = {
     "NS": RunItem.ns,
     "WA": RunItem.wa,
@@ -56,9 +56,9 @@ PairBy = Literal["item", "query"]
 Match = Literal["item", "audio"]
 
 
-# PostgreSQL's default work_mem (4 MB) makes the hash join of a million results spill to disk in
-# dozens of batches and the planner sort a million rows for GROUP BY; with this much the join and a
-# hash aggregate stay in memory (measured in bench/bench_reports.py). Set per transaction only.
+# PostgreSQL's default work_mem (4 MB) makes the planner sort a million rows for GROUP BY, and the
+# joins of comparisons and exports spill to disk; with this much a hash aggregate and those joins stay
+# in memory (measured in bench/bench_reports.py). Set per transaction only.
 REPORT_WORK_MEM = "64MB"
 
 

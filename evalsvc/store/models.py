@@ -223,7 +223,7 @@ class RunItem(Base):
     )
     # Copies of the linked result's scores, error code and model version, written with `result_id`
     # (`record_outcomes`). Run summaries and leaderboards then read one table instead of hash-joining
-    # a million results; results are immutable, so the copies cannot go stale.
+    # a million results. Results are immutable and evalsvc never deletes one, so the copies stay right.
     model_version_id: Mapped[int | None] = mapped_column(ForeignKey("model_versions.id"))
     ns: Mapped[float | None] = mapped_column(Float)
     wa: Mapped[float | None] = mapped_column(Float)

@@ -4,10 +4,13 @@ A run summary aggregates every item of a run by system, dataset and emotion, a l
 dataset, system and model version. Reading those from `results` meant hash-joining the items with up
 to a million wide result rows, which took most of either report's time on PostgreSQL; with the
 copies they read `run_items` alone. Results are
-immutable (first writer wins), so a copy taken when an item is linked to its result stays right.
+immutable (first writer wins) and evalsvc never deletes them, so a copy taken when an item is linked
+to its result stays right.
 
 Existing items are filled in from their results, so a database upgraded from 0001 reports exactly
-what it reported before.
+what it reported before. Stop the workers and servers of the older evalsvc first: they would go on
+finishing items without the copies. On PostgreSQL `run_items` is locked while the columns are added
+and filled (one UPDATE ... FROM over the finished items: seconds per million).
 
 Revision ID: 0002
 Revises: 0001
@@ -46,16 +49,11 @@ def upgrade() -> None:
 
     items = sa.table("run_items", sa.column("result_id"), *(sa.column(name) for name in COPIED))
     results = sa.table("results", sa.column("id"), *(sa.column(name) for name in set(COPIED.values())))
-    # Correlated subqueries rather than UPDATE ... FROM: the same statement runs on both backends.
+    # UPDATE ... FROM (PostgreSQL, and SQLite since 3.33): one join, not a lookup per row and column.
     op.execute(
         items.update()
-        .where(items.c.result_id.is_not(None))
-        .values(
-            {
-                copy: sa.select(results.c[source]).where(results.c.id == items.c.result_id).scalar_subquery()
-                for copy, source in COPIED.items()
-            }
-        )
+        .where(items.c.result_id == results.c.id)
+        .values({copy: results.c[source] for copy, source in COPIED.items()})
     )
 
 

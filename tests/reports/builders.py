@@ -26,7 +26,8 @@ ERRORS = ("audio_unreadable", "audio_too_long")
 
 @dataclass(frozen=True)
 class Item:
-    """One manifest item and how it went: scored (`scores`), failed (`error`) or still pending."""
+    """One manifest item and how it went: scored (`scores`), judged without scores (`result_error`),
+    failed (`error`) or still pending."""
 
     key: str
     system: str | None
@@ -36,11 +37,19 @@ class Item:
     response: str
     scores: tuple[float, float, float, float] | None = None
     error: str | None = None
+    result_error: str | None = None
     meta: dict[str, object] = field(default_factory=dict)
 
     @property
     def status(self) -> str:
-        return "done" if self.scores is not None else "failed" if self.error is not None else "pending"
+        if self.scores is not None or self.result_error is not None:
+            return "done"
+        return "failed" if self.error is not None else "pending"
+
+    @property
+    def error_code(self) -> str | None:
+        """The code a summary counts the item under: why it has no scores, if it has none."""
+        return self.error or self.result_error
 
     @property
     def avg(self) -> float | None:
@@ -64,11 +73,14 @@ def random_items(
     prefix: str = "item",
     failed: float = 0.05,
     pending: float = 0.03,
+    unscored: float = 0.0,
 ) -> list[Item]:
-    """Items over several systems, datasets and emotions; a few failed and a few pending."""
+    """Items over several systems, datasets and emotions; a few failed and a few pending, and
+    `unscored` of them judged without a score line."""
     items = []
     for index in range(count):
         draw = rng.random()
+        judged_without_scores = failed + pending <= draw < failed + pending + unscored
         query = f"q{index % (count // 4 + 1)}"
         items.append(
             Item(
@@ -78,8 +90,9 @@ def random_items(
                 emotion=EMOTIONS[int(rng.integers(len(EMOTIONS)))],
                 query=sha(query),
                 response=sha(f"{prefix}-r{index}"),
-                scores=random_scores(rng) if draw >= failed + pending else None,
+                scores=random_scores(rng) if draw >= failed + pending + unscored else None,
                 error=ERRORS[index % 2] if draw < failed else None,
+                result_error="score_line_missing" if judged_without_scores else None,
             )
         )
     return items
@@ -95,7 +108,15 @@ def add_run(
 ) -> int:
     """A run of `items`, scored by the judge `judge` (one model version per judge name)."""
     seeded = [
-        SeededItem(_spec(item), item.query, item.response, item.scores, error=item.error) for item in items
+        SeededItem(
+            _spec(item),
+            item.query,
+            item.response,
+            item.scores,
+            error=item.error,
+            result_error=item.result_error,
+        )
+        for item in items
     ]
     return seed_run(store, seeded, mode="scores", name=name, tenant_id=tenant_id, judge=judge)
 

@@ -35,7 +35,7 @@ class Seeded:
 def seeded(module_store: Store) -> Seeded:
     with module_store.session() as session:
         tenant_a, tenant_b = create_tenant(session, "team-a").id, create_tenant(session, "team-b").id
-    first_items = random_items(np.random.default_rng(11), 600, prefix="first")
+    first_items = random_items(np.random.default_rng(11), 600, prefix="first", unscored=0.04)
     second_items = random_items(np.random.default_rng(12), 300, prefix="second")
     other_items = random_items(np.random.default_rng(13), 100, prefix="other")
     single_items = [Item("only", "sys-a", "esd", "sad", sha("q"), sha("r"), scores=(4.0, 3.5, 2.0, 1.25))]
@@ -69,7 +69,7 @@ def assert_stats(stats: ScoreStats, values: np.ndarray, *, histogram: bool = Tru
 
 def assert_group(group: GroupSummary, items: Sequence[Item]) -> None:
     assert group.items == len(items)
-    assert group.scored == sum(item.status == "done" for item in items)
+    assert group.scored == sum(item.scores is not None for item in items)
     assert group.failed == sum(item.status == "failed" for item in items)
     assert group.pending == sum(item.status == "pending" for item in items)
     for name in NAMES:
@@ -91,7 +91,8 @@ def test_summary_matches_numpy_overall_and_in_every_breakdown(module_store: Stor
         assert [group.key for group in groups] == keys
         for group in groups:
             assert_group(group, [item for item in items if getattr(item, attribute) == group.key])
-    errors = [item.error for item in items if item.error is not None]
+    errors = [item.error_code for item in items if item.error_code is not None]
+    assert "score_line_missing" in errors  # done items without scores are counted as errors, too
     assert summary.errors == {
         code: errors.count(code) for code in sorted(set(errors), key=errors.count, reverse=True)
     }
@@ -161,9 +162,9 @@ def test_leaderboard_of_every_visible_run_leaves_other_tenants_out(
         boards = leaderboards(session, seeded.tenant_a)
         everything = leaderboards(session, None)
     scored = sum(row.n for board in boards.leaderboards for row in board.rows)
-    assert scored == sum(item.status == "done" for item in mine)
+    assert scored == sum(item.scores is not None for item in mine)  # judged without scores: not ranked
     total = sum(row.n for board in everything.leaderboards for row in board.rows)
-    assert total == scored + sum(item.status == "done" for item in seeded.items[seeded.other_tenant])
+    assert total == scored + sum(item.scores is not None for item in seeded.items[seeded.other_tenant])
 
 
 def test_reports_of_another_tenants_run_are_not_found(module_store: Store, seeded: Seeded) -> None:

@@ -61,7 +61,8 @@ def make_record(index: int, fingerprint_key: str, mode: str = "scores") -> Resul
 
 @dataclass(frozen=True)
 class SeededItem:
-    """One run item as a finished run leaves it: scored (`scores`), failed (`error`) or pending."""
+    """One run item as a finished run leaves it: scored (`scores`), judged without scores (a result
+    with `result_error`, e.g. an assessment without a score line), failed (`error`) or pending."""
 
     spec: RunItemSpec
     query_sha256: str
@@ -69,6 +70,7 @@ class SeededItem:
     scores: tuple[float, float, float, float] | None = None
     assessment: str | None = None
     error: str | None = None
+    result_error: str | None = None
 
 
 def seed_run(
@@ -95,15 +97,12 @@ def seed_run(
                 query_sha256=item.query_sha256,
                 response_sha256=item.response_sha256,
                 mode=mode,
-                ns=item.scores[0],
-                wa=item.scores[1],
-                eu=item.scores[2],
-                es=item.scores[3],
-                avg=sum(item.scores) / 4,
+                **_score_fields(item.scores),
                 assessment=item.assessment,
+                error_code=item.result_error,
             )
             for item in items
-            if item.scores is not None
+            if item.scores is not None or item.result_error is not None
         }
         result_ids = store_results(session, version, list(records.values()))
         item_ids = dict(
@@ -119,3 +118,10 @@ def seed_run(
         record_outcomes(session, outcomes)
         refresh_run_counts(session, run_id)
     return run_id
+
+
+def _score_fields(scores: tuple[float, float, float, float] | None) -> dict[str, float | None]:
+    if scores is None:
+        return dict.fromkeys(("ns", "wa", "eu", "es", "avg"))
+    ns, wa, eu, es = scores
+    return {"ns": ns, "wa": wa, "eu": eu, "es": es, "avg": sum(scores) / 4}
