@@ -3,14 +3,13 @@
 A run summary aggregates every item of a run by system, dataset and emotion, a leaderboard by
 dataset, system and model version. Reading those from `results` meant hash-joining the items with up
 to a million wide result rows, which took most of either report's time on PostgreSQL; with the
-copies they read `run_items` alone. Results are
-immutable (first writer wins) and evalsvc never deletes them, so a copy taken when an item is linked
-to its result stays right.
+copies they read `run_items` alone. Results are immutable (first writer wins) and evalsvc never
+deletes them, so a copy taken when an item is linked to its result stays right.
 
 Existing items are filled in from their results, so a database upgraded from 0001 reports exactly
 what it reported before. Stop the workers and servers of the older evalsvc first: they would go on
 finishing items without the copies. On PostgreSQL `run_items` is locked while the columns are added
-and filled (one UPDATE ... FROM over the finished items: seconds per million).
+and filled (one UPDATE ... FROM over the finished items).
 
 Revision ID: 0002
 Revises: 0001
