@@ -26,16 +26,13 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import soundfile
 import torch
 from redis import Redis
 from rq import Queue, Worker
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
+from scratch_database import scratch_postgres
 
 from evalsvc.audio import AudioLimits
 from evalsvc.bulk.manifest import read_manifest
@@ -48,7 +45,6 @@ from evalsvc.engine.engine import Engine
 from evalsvc.scoring import ResultCache
 from evalsvc.settings import Settings
 from evalsvc.store import Store
-from evalsvc.store.migrate import upgrade
 
 EVALSVC = Path(sys.executable).with_name("evalsvc")
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples" / "pairs"
@@ -80,22 +76,6 @@ def write_pairs(root: Path, count: int) -> Path:
         )
     (root / "manifest.jsonl").write_text("".join(json.dumps(row) + "\n" for row in manifest))
     return root / "manifest.jsonl"
-
-
-@contextmanager
-def fresh_database(admin_url: str) -> Iterator[str]:
-    name = f"evalsvc_bench_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(text(f'CREATE DATABASE "{name}"'))
-    url = make_url(admin_url).set(database=name).render_as_string(hide_password=False)
-    try:
-        upgrade(url)
-        yield url
-    finally:
-        with admin.connect() as connection:
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
 def wait_finished(store: Store, run_id: int) -> RunProgress:
@@ -196,7 +176,7 @@ def main() -> int:
         engine.warmup()
         for _ in range(args.rounds):  # interleaved, so that a busy spell of the machine hits every mode
             for label, workers in MODES:
-                with fresh_database(args.postgres_url) as url:
+                with scratch_postgres(args.postgres_url) as url:
                     settings = base.model_copy(update={"database_url": url})
                     if workers:
                         samples[label].append(queued(settings, manifest, workers, root))

@@ -26,16 +26,15 @@ import argparse
 import statistics
 import sys
 import tempfile
-import uuid
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from time import perf_counter
 from typing import Any
 
 import numpy as np
-from sqlalchemy import Table, create_engine, insert, text
-from sqlalchemy.engine import make_url
+from scratch_database import scratch_postgres
+from sqlalchemy import Table, insert, text
 from sqlalchemy.orm import Session
 
 from evalsvc.engine.types import Decoding, ModelFingerprint
@@ -185,21 +184,11 @@ def databases(backends: Sequence[str], postgres_url: str, workdir: Path) -> Iter
     urls = {}
     if "sqlite" in backends:
         urls["sqlite"] = f"sqlite:///{workdir / 'bench.sqlite3'}"
-    admin = create_engine(postgres_url, isolation_level="AUTOCOMMIT", connect_args={"connect_timeout": 3})
-    name = f"evalsvc_bench_reports_{uuid.uuid4().hex[:8]}"
-    if "postgresql" in backends:
-        with admin.connect() as connection:
-            connection.execute(text(f'CREATE DATABASE "{name}"'))
-        urls["postgresql"] = make_url(postgres_url).set(database=name).render_as_string(hide_password=False)
-    for url in urls.values():
-        upgrade(url)
-    try:
+        upgrade(urls["sqlite"])
+    with ExitStack() as stack:
+        if "postgresql" in backends:
+            urls["postgresql"] = stack.enter_context(scratch_postgres(postgres_url))
         yield urls
-    finally:
-        if "postgresql" in urls:
-            with admin.connect() as connection:
-                connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
 def main() -> int:

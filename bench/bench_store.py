@@ -20,14 +20,12 @@ import argparse
 import statistics
 import sys
 import tempfile
-import uuid
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from time import perf_counter
 
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
+from scratch_database import scratch_postgres
 from sqlalchemy.orm import Session
 
 from evalsvc.audio import AudioLimits, decode_audio
@@ -114,23 +112,13 @@ def median_ms(call: Callable[[], object], repeats: int) -> float:
 def databases(postgres_url: str, workdir: Path) -> Iterator[dict[str, str]]:
     """A migrated SQLite file and, when the server answers, a migrated PostgreSQL database."""
     urls = {"sqlite": f"sqlite:///{workdir / 'bench.sqlite3'}"}
-    admin = create_engine(postgres_url, isolation_level="AUTOCOMMIT", connect_args={"connect_timeout": 3})
-    name = f"evalsvc_bench_{uuid.uuid4().hex[:8]}"
-    try:
-        with admin.connect() as connection:
-            connection.execute(text(f'CREATE DATABASE "{name}"'))
-        urls["postgresql"] = make_url(postgres_url).set(database=name).render_as_string(hide_password=False)
-    except Exception as error:  # the table then says PostgreSQL was not measured, and why
-        print(f"PostgreSQL not measured: {str(error).splitlines()[0]}", file=sys.stderr)
-    for url in urls.values():
-        upgrade(url)
-    try:
+    upgrade(urls["sqlite"])
+    with ExitStack() as stack:
+        try:
+            urls["postgresql"] = stack.enter_context(scratch_postgres(postgres_url))
+        except Exception as error:  # the table then says PostgreSQL was not measured, and why
+            print(f"PostgreSQL not measured: {str(error).splitlines()[0]}", file=sys.stderr)
         yield urls
-    finally:
-        if "postgresql" in urls:
-            with admin.connect() as connection:
-                connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
 def measure_throughput(
