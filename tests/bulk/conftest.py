@@ -1,7 +1,7 @@
 """Fixtures of the bulk tests: a real Redis database and a real PostgreSQL database per test.
 
-Redis is found at TEST_REDIS_URL (default db 5 on 127.0.0.1:6379, flushed before and after each
-test); PostgreSQL at TEST_POSTGRES_URL (a database is created per test and dropped after). When
+Redis is found at TEST_REDIS_URL (default 127.0.0.1:6379); each test module claims a database of its
+own there (`tests.redis_databases`), flushed before and after each test; PostgreSQL at TEST_POSTGRES_URL (a database is created per test and dropped after). When
 either is unreachable the tests that need it are skipped, except in CI (CI=true), where that fails.
 
 `work` runs an RQ worker of the bulk queue in the test process (`ShardWorker.work(burst=True)` with
@@ -24,6 +24,7 @@ import numpy as np
 import pytest
 import soundfile
 from redis import Redis
+from redis.exceptions import RedisError
 from sqlalchemy import create_engine, func, select, text
 from sqlalchemy.engine import make_url
 
@@ -36,10 +37,10 @@ from evalsvc.settings import Settings
 from evalsvc.store import Result, RunItem, Store
 from evalsvc.store.migrate import upgrade
 from tests.helpers import running_in_ci
+from tests.redis_databases import REDIS_BASE_URL, NoFreeRedisDatabase, claimed_redis_database
 from workers import jobs
 from workers.worker import ShardWorker
 
-REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/5")
 POSTGRES_ADMIN_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 QUERIES, RESPONSES = 10, 5
 PAIRS = QUERIES * RESPONSES
@@ -52,15 +53,21 @@ def _unavailable(reason: str) -> None:
     pytest.skip(reason)
 
 
-@pytest.fixture
-def redis_url() -> Iterator[str]:
-    connection = Redis.from_url(REDIS_URL, socket_connect_timeout=3)
+@pytest.fixture(scope="module")
+def module_redis_url() -> Iterator[str]:
+    """A Redis database of this test module's own, or a skip (a failure in CI)."""
     try:
-        connection.ping()
-    except Exception as error:  # refused, unknown host, auth: the tests cannot run either way
-        _unavailable(f"Redis at {REDIS_URL} is unreachable: {error}")
+        with claimed_redis_database() as url:
+            yield url
+    except (RedisError, NoFreeRedisDatabase) as error:  # refused, unknown host, auth, all claimed
+        _unavailable(f"Redis at {REDIS_BASE_URL} is unusable: {error}")
+
+
+@pytest.fixture
+def redis_url(module_redis_url: str) -> Iterator[str]:
+    connection = Redis.from_url(module_redis_url, socket_connect_timeout=3)
     connection.flushdb()
-    yield REDIS_URL
+    yield module_redis_url
     connection.flushdb()
     connection.close()
 
