@@ -19,8 +19,10 @@ README) and `http_status`. Anything that is not an `EvalsvcError` is a bug in ev
     │   ├── PayloadTooLarge                payload_too_large       413
     │   ├── UnsupportedMediaType           unsupported_media_type  415
     │   ├── ValidationFailed               validation_failed       422
-    │   └── ManifestInvalid                manifest_invalid        422 (every bad line, with its number)
-    │       └── LabelsInvalid              labels_invalid          422 (a human-labels file, likewise)
+    │   ├── ManifestInvalid                manifest_invalid        422 (every bad line, with its number)
+    │   │   ├── LabelsInvalid              labels_invalid          422 (a human-labels file, likewise)
+    │   │   └── TextsInvalid               texts_invalid           422 (a `build --texts` file, likewise)
+    │   └── NothingToBuild                 nothing_to_build        422 (a training set would have no rows)
     ├── ServiceBusy                        the service cannot answer now; the same request may succeed later
     │   ├── Overloaded                     overloaded              429
     │   ├── NotReady                       not_ready               503
@@ -150,6 +152,20 @@ class LabelsInvalid(ManifestInvalid):
     """A human-labels file (`evalsvc labels import`) with problems, every one with its line."""
 
     code = "labels_invalid"
+
+
+class TextsInvalid(ManifestInvalid):
+    """A transcripts/speech-tokens side file (`evalsvc build --texts`) with problems, each with its line."""
+
+    code = "texts_invalid"
+
+
+class NothingToBuild(UserInputError):
+    """A training-data build that would write no row: nothing is written or registered, and the message
+    says, per reason the items were left out, what to supply instead."""
+
+    code = "nothing_to_build"
+    http_status = 422
 
 
 class ServiceBusy(EvalsvcError):

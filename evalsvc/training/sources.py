@@ -66,6 +66,13 @@ def check_runs(session: Session, run_ids: Sequence[int]) -> None:
         raise NotFound(f"no run with id {', '.join(map(str, missing))}")
 
 
+def item_keys(session: Session, run_ids: Sequence[int], *, batch: int = STREAM_BATCH) -> Iterator[str]:
+    """The item keys of the runs, streamed (what a `--texts` file's ids must match)."""
+    check_runs(session, run_ids)
+    statement = select(RunItem.item_key).where(RunItem.run_id.in_(run_ids)).execution_options(yield_per=batch)
+    yield from session.scalars(statement)
+
+
 def stream_items(
     session: Session, run_ids: Sequence[int], *, by_query: bool = False, batch: int = STREAM_BATCH
 ) -> Iterator[ItemRow]:

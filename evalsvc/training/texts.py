@@ -14,7 +14,9 @@ Speech tokens are a JSON list of integers N >= 0, or a string of `<|audio_N|>` t
    `"meta": {"response_transcript": "I'm so sorry...", "response_speech_tokens": [812, 77, ...]}`.
 2. In a side file (`--texts FILE`): JSON lines, one object per item with its manifest `id` and any of
    the keys above. A key given there wins over the same key in `meta`; so a transcription made after
-   the run needs no new run. The file is indexed once (id -> byte offset) and each line is read when
+   the run needs no new run. The file is checked whole first, like a manifest: a line that is not
+   JSON, an unknown key (`response_transcipt`), a repeated id, or an id that matches no item of the
+   runs (`check_ids`) is a problem reported with its line, and nothing is built. The file is indexed once (id -> byte offset) and each line is read when
    its item comes, so a side file with 100,000 responses' speech tokens is never held in memory.
 
 A value of the wrong type is an error naming the item and the key, not a silently skipped item; a key
@@ -24,12 +26,13 @@ that is absent is simply unknown (the item is then dropped with a counted reason
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from evalsvc.errors import InvalidParameter
+from evalsvc.errors import InvalidParameter, TextsInvalid
+from evalsvc.suggest import unknown_names
 from evalsvc.training.codec import parse_speech_tokens
 
 TEXT_KEYS = ("query_transcript", "query_speech_tokens", "response_transcript", "response_speech_tokens")
@@ -70,12 +73,12 @@ class TextSource:
 
     def __init__(self, side_file: Path | None = None) -> None:
         self._path = side_file
-        self._offsets: dict[str, int] = {}
+        self._rows: dict[str, tuple[int, int]] = {}  # id -> (byte offset, line number) of its row
         self._file: BinaryIO | None = None
         if side_file is not None:
             self._file = self._open(side_file)
             try:
-                self._offsets = self._index(self._file, side_file)
+                self._index(self._file, side_file)
             except InvalidParameter:
                 self._file.close()
                 raise
@@ -93,9 +96,9 @@ class TextSource:
                 f"item {item_key!r}: meta must be a JSON object, not {type(meta).__name__}"
             )
         values = dict(meta or {})
-        offset = self._offsets.get(item_key)
-        if offset is not None and self._file is not None:
-            self._file.seek(offset)
+        row = self._rows.get(item_key)
+        if row is not None and self._file is not None:
+            self._file.seek(row[0])
             values.update(json.loads(self._file.readline()))
             return parse_texts(f"item {item_key!r} ({self._path} and meta)", values)
         return parse_texts(f"item {item_key!r} (meta)", values)
@@ -107,23 +110,73 @@ class TextSource:
         except OSError as error:
             raise InvalidParameter(f"cannot read the texts file {path}: {error.strerror}") from error
 
+    def unmatched(self, item_keys: Iterable[str]) -> list[tuple[int, str]]:
+        """(line, problem) for each id of the side file that names no item of the runs: a typo, or
+        texts of other runs, which would otherwise be silently unused."""
+        unmatched = {key: line for key, (_, line) in self._rows.items()}
+        if not unmatched:
+            return []
+        for key in item_keys:
+            unmatched.pop(key, None)
+            if not unmatched:
+                break
+        return [(line, f"id {key!r} matches no item of the runs") for key, line in unmatched.items()]
+
+    def check_ids(self, item_keys: Iterable[str]) -> None:
+        """Raise `TextsInvalid`, listing them, when some ids of the side file match no item."""
+        problems = self.unmatched(item_keys)
+        if problems:
+            raise texts_invalid(self._path, problems, "an id that matches no item")
+
     @staticmethod
-    def _index(file: BinaryIO, path: Path) -> dict[str, int]:
-        """id -> byte offset of its line; every line is checked here, so a bad file fails at once."""
-        offsets: dict[str, int] = {}
+    def _open(path: Path) -> BinaryIO:
+        try:
+            return path.open("rb")
+        except OSError as error:
+            raise InvalidParameter(f"cannot read the texts file {path}: {error.strerror}") from error
+
+    def _index(self, file: BinaryIO, path: Path) -> None:
+        """id -> byte offset and line of each row; every line is checked here, and every problem of
+        the file is reported at once (`TextsInvalid`), as for a manifest."""
+        problems: list[tuple[int, str]] = []
         offset = 0
         for number, line in enumerate(file, start=1):
-            where = f"{path} line {number}"
             if line.strip():
-                try:
-                    row = json.loads(line)
-                except ValueError as error:
-                    raise InvalidParameter(f"{where}: not valid JSON ({error})") from error
-                if not isinstance(row, dict) or not isinstance(row.get("id"), str):
-                    raise InvalidParameter(f"{where}: expected a JSON object with a string 'id'")
-                if row["id"] in offsets:
-                    raise InvalidParameter(f"{where}: id {row['id']!r} appears twice")
-                parse_texts(where, row)
-                offsets[row["id"]] = offset
+                problem = self._add(number, offset, line)
+                if problem:
+                    problems.append((number, problem))
             offset += len(line)
-        return offsets
+        if problems:
+            raise texts_invalid(path, problems, "a problem")
+
+    def _add(self, number: int, offset: int, line: bytes) -> str | None:
+        """Index one row; what is wrong with it, if anything."""
+        try:
+            row = json.loads(line)
+        except ValueError as error:
+            return f"not valid JSON ({error})"
+        if not isinstance(row, dict) or not isinstance(row.get("id"), str):
+            return "expected a JSON object with a string 'id'"
+        unknown = [key for key in row if key != "id" and key not in TEXT_KEYS]
+        if unknown:
+            return (
+                f"unknown key(s) {unknown_names(unknown, TEXT_KEYS)}; the keys are id, {', '.join(TEXT_KEYS)}"
+            )
+        if row["id"] in self._rows:
+            return f"id {row['id']!r} appears twice (first on line {self._rows[row['id']][1]})"
+        try:
+            parse_texts(f"id {row['id']!r}", row)
+        except InvalidParameter as error:
+            return error.message
+        self._rows[row["id"]] = (offset, number)
+        return None
+
+
+def texts_invalid(path: Path | None, problems: list[tuple[int, str]], what: str) -> TextsInvalid:
+    """The error listing every problem line of a side file, the first three in its message."""
+    shown = "; ".join(f"line {line}: {message}" for line, message in problems[:3])
+    more = f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""
+    return TextsInvalid(
+        f"the texts file {path} has {len(problems)} line(s) with {what}: {shown}{more}; nothing was built",
+        problems,
+    )

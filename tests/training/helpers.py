@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from evalsvc.store import (
@@ -52,14 +53,22 @@ def transcript_meta(text: str, **more: Any) -> dict[str, Any]:
     return {"response_transcript": text, **more}
 
 
-def add_scored_run(store: Store, pairs: Sequence[Pair], *, judge: str = "judge-1", name: str = "run") -> int:
-    """A run of `pairs` in mode `both`; pairs without scores stay pending."""
+def add_scored_run(
+    store: Store,
+    pairs: Sequence[Pair],
+    *,
+    judge: str = "judge-1",
+    name: str = "run",
+    audio_dir: str = "/audio",
+) -> int:
+    """A run of `pairs` in mode `both`, their audio named `audio_dir/NAME.wav`; pairs without scores
+    stay pending."""
     seeded = [
         SeededItem(
             RunItemSpec(
                 item_key=pair.key,
-                query_ref=f"/audio/{pair.query}.wav",
-                response_ref=f"/audio/{pair.response}.wav",
+                query_ref=f"{audio_dir}/{pair.query}.wav",
+                response_ref=f"{audio_dir}/{pair.response}.wav",
                 system=pair.system,
                 meta=pair.meta,
             ),
@@ -129,3 +138,37 @@ def trl_check_preference(row: dict[str, Any]) -> None:
         raise Rejected("the prompt must end with the user")
     if any(message["role"] != "assistant" for message in row["chosen"] + row["rejected"]):
         raise Rejected("completions must be assistant messages")
+
+
+# GLM-4's special tokens (THUDM glm-4-9b-chat tokenizer_config.json, ids 151329...) plus GLM-4-Voice's
+# audio markers; GLM-4-Voice adds the 16,384 speech tokens <|audio_0|> ... <|audio_16383|>.
+GLM4_SPECIAL_TOKENS = (
+    "<|endoftext|>", "[MASK]", "[gMASK]", "[sMASK]", "<sop>", "<eop>", "<|system|>", "<|user|>",
+    "<|assistant|>", "<|observation|>", "<|begin_of_audio|>", "<|end_of_audio|>",
+)  # fmt: skip
+
+
+def glm4_voice_tokenizer(directory: Path) -> Path:
+    """A small stand-in for GLM-4-Voice's tokenizer, saved in `directory`: byte-level BPE on a few
+    sentences, with GLM-4's special tokens and all 16,384 speech tokens as single tokens, which is
+    what LLaMA-Factory's `glm4` template and the rows' markup rely on (the real one has a 151k-token
+    text vocabulary and cannot be downloaded here)."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tokenizer = Tokenizer(models.BPE())
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tokenizer.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=600,
+        special_tokens=list(GLM4_SPECIAL_TOKENS),
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tokenizer.train_from_iterator([ASSESSMENT, "I'm so sorry. Losing a job hurts."], trainer=trainer)
+    tokenizer.add_tokens([f"<|audio_{index}|>" for index in range(16_384)])
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tokenizer, eos_token="<|user|>", pad_token="<|endoftext|>"
+    )
+    fast.save_pretrained(directory)
+    return directory

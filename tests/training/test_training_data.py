@@ -18,7 +18,7 @@ from evalsvc.cli import main
 from evalsvc.cli.common import EXIT_OK, EXIT_USER_ERROR
 from evalsvc.engine.prompt import SYSTEM_TEXT
 from evalsvc.engine.tiny import build_tokenizer
-from evalsvc.errors import InvalidParameter, NotFound
+from evalsvc.errors import InvalidParameter, NotFound, NothingToBuild, TextsInvalid
 from evalsvc.store import Store
 from evalsvc.training.codec import TokenCodec
 from evalsvc.training.datasets import (
@@ -77,7 +77,7 @@ def run_id(store: Store) -> int:
 @pytest.fixture
 def texts_file(tmp_path: Path) -> Path:
     path = tmp_path / "texts.jsonl"
-    rows = [{"id": "a7", "response_transcript": SORRY}, {"id": "zz", "response_transcript": "unused"}]
+    rows = [{"id": "a7", "response_transcript": SORRY}]
     path.write_text("".join(json.dumps(row) + "\n" for row in rows))
     return path
 
@@ -114,12 +114,14 @@ def test_reempathy_rows_interleave_response_and_reflection(
 ) -> None:
     report = build(store, run_id, tokenizer_dir, tmp_path / "out", texts_file)
     assert report.written == {"reempathy.jsonl": 5}  # a1, a6, a7, a8, a9
+    assert report.settings_file == "reempathy.llamafactory.yaml"
     assert dict(report.dropped) == {"no_assessment": 2, "no_response_transcript": 1, "duplicate": 1}
     rows = read_dataset(tmp_path / "out", "reempathy")
     assert len(rows) == 5
     for row in rows:
         assert row["prompt"] == [{"role": "user", "content": "<audio>"}]
-        assert row["audios"][0].startswith("/audio/q") and len(row["audios"]) == 1
+        [audio] = row["audios"]
+        assert (tmp_path / "out" / audio).resolve().parent == Path("/audio") and audio.startswith("..")
         [answer] = row["response"]
         response, reflections = split_reflections(answer["content"])
         assert "".join(reflections) == reflection_text(ASSESSMENT)
@@ -148,12 +150,16 @@ def test_baselines_take_the_same_items(
 def test_the_drop_policy_counts_what_it_left_out(
     store: Store, run_id: int, tokenizer_dir: Path, texts_file: Path, tmp_path: Path
 ) -> None:
-    report = build(
-        store, run_id, tokenizer_dir, tmp_path / "out", texts_file,
-        policy="drop", response_chunk=5, reflection_chunk=10_000,
-    )  # fmt: skip
-    assert report.written == {"reempathy.jsonl": 0}
-    assert report.outcomes == {"dropped": 5} and report.dropped["chunk_counts_differ"] == 5
+    with pytest.raises(NothingToBuild) as raised:
+        build(
+            store, run_id, tokenizer_dir, tmp_path / "out", texts_file,
+            policy="drop", response_chunk=5, reflection_chunk=10_000,
+        )  # fmt: skip
+    message = raised.value.message
+    assert "chunk_counts_differ (5): response and reflection chunk counts differ" in message
+    assert "use --policy append or stretch" in message and "no_assessment (2): items without" in message
+    assert not (tmp_path / "out" / "reempathy.jsonl").exists()
+    assert not (tmp_path / "out" / "dataset_info.json").exists()
     stretched = build(
         store, run_id, tokenizer_dir, tmp_path / "s", texts_file, policy="stretch", response_chunk=40
     )
@@ -169,8 +175,9 @@ def test_judge_sft_rows_use_the_judge_prompt(store: Store, run_id: int, tmp_path
         assert row["system"] == SYSTEM_TEXT
         assert row["prompt"] == [{"role": "user", "content": JUDGE_USER_TEXT}]
         assert row["response"] == [{"role": "assistant", "content": JUDGED}]
-        query, response = row["audios"]
-        assert query.startswith("/audio/q") and response.startswith("/audio/r")
+        query, response = ((tmp_path / audio).resolve() for audio in row["audios"])
+        assert query.parent == response.parent == Path("/audio")
+        assert query.name.startswith("q") and response.name.startswith("r")
 
 
 def test_datasets_share_one_dataset_info(
@@ -193,13 +200,13 @@ def test_bad_texts_are_errors_naming_item_and_line(store: Store, tmp_path: Path,
         build(store, bad_meta, tokenizer_dir, tmp_path, None)
     broken = tmp_path / "texts.jsonl"
     broken.write_text('{"id": "x", "response_transcript": "ok"}\nnot json\n')
-    with pytest.raises(InvalidParameter, match="line 2: not valid JSON"):
+    with pytest.raises(TextsInvalid, match="line 2: not valid JSON"):
         TextSource(broken)
     broken.write_text('{"id": "x"}\n{"id": "x"}\n')
-    with pytest.raises(InvalidParameter, match="appears twice"):
+    with pytest.raises(TextsInvalid, match="appears twice"):
         TextSource(broken)
     broken.write_text('{"id": "x", "response_transcript": 5}\n')
-    with pytest.raises(InvalidParameter, match="line 1: response_transcript must be a string"):
+    with pytest.raises(TextsInvalid, match="line 1: id 'x': response_transcript must be a string"):
         TextSource(broken)
     with pytest.raises(NotFound, match="no run with id 999"):
         build(store, 999, tokenizer_dir, tmp_path, None)

@@ -145,7 +145,8 @@ def test_pairs_from_runs(store: Store, run_ids: list[int], tmp_path: Path) -> No
     }
     for item in factory:
         assert item["prompt"] == [{"role": "user", "content": "<audio>"}]
-        assert len(item["audios"]) == 1 and item["audios"][0].startswith("/audio/Q")
+        [audio] = item["audios"]  # relative to the dataset directory, LLaMA-Factory's media_dir
+        assert not Path(audio).is_absolute() and (tmp_path / audio).resolve().parent == Path("/audio")
     assert {item["prompt"][0]["content"] for item in trl} == {"I lost my job today."}
 
 
