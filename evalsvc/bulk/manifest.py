@@ -16,13 +16,17 @@ against each data root in turn (an uploaded manifest has no directory). Every re
 and `..` included, must lie inside a data root: a manifest cannot make a worker read `/etc/shadow`.
 
 Validation reads the whole manifest and reports every problem with its line number, so a 50,000-row
-file is fixed in one pass rather than one error per attempt. Only cheap checks run here (fields,
+file is fixed in one pass rather than one error per attempt. A CSV header's own problems (a misspelt
+or missing column) are reported once, on line 1, not again on every row; an unknown name comes with
+the closest field name ("did you mean 'query_audio'?"). Only cheap checks run here (fields,
 duplicates, roots, extension, existence): decoding every clip would cost as much as a run, so a file
 that exists but does not decode fails as its item, with its error code, during the run.
 """
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -32,6 +36,7 @@ from typing import Any, Literal
 from evalsvc.errors import ManifestInvalid
 from evalsvc.rowfiles import Row, csv_rows, jsonl_rows
 from evalsvc.store import RunItemSpec
+from evalsvc.suggest import unknown_names
 
 ManifestFormat = Literal["jsonl", "csv"]
 REQUIRED_FIELDS = ("id", "query_audio", "response_audio", "system", "dataset")
@@ -86,6 +91,12 @@ class ManifestItem:
 class Manifest:
     items: list[ManifestItem]
     problems: list[ManifestProblem]
+    rows: int = 0
+    """Rows read (lines that were not blank), valid or not."""
+
+    @property
+    def invalid_rows(self) -> int:
+        return self.rows - len(self.items)
 
     def accepted(self, *, skip_invalid: bool) -> list[ManifestItem]:
         """The items to run: all of them, or with `skip_invalid` the valid ones.
@@ -98,10 +109,16 @@ class Manifest:
             more = f" (and {len(self.problems) - 3} more)" if len(self.problems) > 3 else ""
             hint = "" if self.items else " No valid row is left."
             raise ManifestInvalid(
-                f"the manifest has {len(self.problems)} problem(s): {shown}{more}.{hint}",
+                f"{self.summary()}: {shown}{more}.{hint}",
                 [(problem.line, problem.message) for problem in self.problems],
             )
         return self.items
+
+    def summary(self) -> str:
+        """`3 of 40 rows are invalid (5 problems)`: rows and problems counted apart (a row may have
+        several problems, and a CSV header problem spoils every row once)."""
+        problems = f"{len(self.problems)} problem{'s' if len(self.problems) != 1 else ''}"
+        return f"{self.invalid_rows} of {self.rows} row(s) of the manifest are invalid ({problems})"
 
 
 def manifest_format(name: str) -> ManifestFormat:
@@ -141,11 +158,14 @@ def parse_manifest(
     problems: list[ManifestProblem] = []
     first_line: dict[str, int] = {}
     rows = jsonl_rows(text) if fmt == "jsonl" else _csv_rows(text)
+    header = _check_header(_csv_header(text), problems) if fmt == "csv" else frozenset()
+    count = 0
     for line, row in rows:
+        count += 1
         if isinstance(row, str):
             problems.append(ManifestProblem(line, row))
             continue
-        row_problems, item = _check_row(line, row, resolver)
+        row_problems, item = _check_row(line, row, resolver, header)
         key = row.get("id")
         if isinstance(key, str) and key in first_line:
             row_problems.append(f"duplicate id {key!r} (first on line {first_line[key]})")
@@ -156,7 +176,34 @@ def parse_manifest(
             items.append(item)
     if not items and not problems:
         problems.append(ManifestProblem(0, "the manifest has no rows"))
-    return Manifest(items, problems)
+    return Manifest(items, problems, count)
+
+
+def _csv_header(text: str) -> list[str]:
+    """The column names of a CSV manifest (stripped, as `csv_rows` strips them); [] if unreadable."""
+    try:
+        return [name.strip() for name in next(csv.reader(io.StringIO(text, newline="")), [])]
+    except csv.Error:
+        return []  # `csv_rows` reports it
+
+
+def _check_header(columns: list[str], problems: list[ManifestProblem]) -> frozenset[str]:
+    """Problems of the header itself, reported once on line 1; the names they concern, which the
+    rows then do not report again."""
+    known = (*REQUIRED_FIELDS, *OPTIONAL_FIELDS)
+    unknown = [name for name in columns if name not in known]
+    missing = [name for name in REQUIRED_FIELDS if name not in columns]
+    if unknown:
+        problems.append(
+            ManifestProblem(
+                1,
+                f"unknown column(s) {unknown_names(unknown, known)} in the header "
+                "(put extra information in the meta column)",
+            )
+        )
+    if missing and columns:
+        problems.append(ManifestProblem(1, f"the header has no column {', '.join(missing)}"))
+    return frozenset(unknown) | frozenset(missing)
 
 
 def _csv_rows(text: str) -> Iterator[Row]:
@@ -176,15 +223,19 @@ def _csv_rows(text: str) -> Iterator[Row]:
 
 
 def _check_row(
-    line: int, row: dict[str, Any], resolver: _PathResolver
+    line: int, row: dict[str, Any], resolver: _PathResolver, header: frozenset[str]
 ) -> tuple[list[str], ManifestItem | None]:
+    """The row's problems, and its item when it has none. Names in `header` had their problem
+    reported on the header line: a row lacking them is invalid, but says nothing more about them."""
     problems: list[str] = []
     missing = [name for name in REQUIRED_FIELDS if row.get(name) in (None, "")]
-    if missing:
-        problems.append(f"missing {', '.join(missing)}")
-    unknown = sorted(set(row) - set(REQUIRED_FIELDS) - set(OPTIONAL_FIELDS))
+    reported = [name for name in missing if name not in header]
+    if reported:
+        problems.append(f"missing {', '.join(reported)}")
+    known = (*REQUIRED_FIELDS, *OPTIONAL_FIELDS)
+    unknown = sorted(set(row) - set(known) - header)
     if unknown:
-        problems.append(f"unknown field(s) {', '.join(unknown)} (put extra information in meta)")
+        problems.append(f"unknown field(s) {unknown_names(unknown, known)} (put extra information in meta)")
     for name in (*REQUIRED_FIELDS, "query_emotion", "response_emotion"):
         value = row.get(name)
         if value is None or name in missing:
@@ -205,7 +256,7 @@ def _check_row(
                 problems.append(f"{name} {value!r}: {resolved}")
             else:
                 paths[name] = resolved
-    if problems or len(paths) != 2:
+    if problems or missing or len(paths) != 2:
         return problems, None
     return problems, ManifestItem(
         line=line,

@@ -167,9 +167,7 @@ def _accepted_items(args: argparse.Namespace, settings: Settings) -> list[Manife
         for line, message in error.problems:
             print(f"{args.manifest}:{line}: {message}", file=sys.stderr)
         hint = "" if args.skip_invalid else "; nothing was queued (--skip-invalid runs the valid rows)"
-        return fail(
-            error.code, f"{len(error.problems)} invalid row(s) in {args.manifest}{hint}", EXIT_USER_ERROR
-        )
+        return fail(error.code, f"{manifest.summary()}: {args.manifest}{hint}", EXIT_USER_ERROR)
     for problem in manifest.problems:
         print(f"{args.manifest}:{problem.line}: skipped: {problem.message}", file=sys.stderr)
     return items

@@ -86,7 +86,7 @@ def test_every_bad_row_is_reported_with_its_line(audio_dir: Path) -> None:
     assert "outside the data roots" in messages[5]
     assert "unsupported extension '.txt'" in messages[6]
     assert "not valid JSON" in messages[7]
-    assert "unknown field(s) transcript" in messages[9]
+    assert "unknown field(s) 'transcript'" in messages[9]
     assert "meta must be a JSON object" in messages[10]
     assert "longer than 200" in messages[11]
     assert [item.id for item in manifest.items] == ["ok"]
@@ -156,6 +156,38 @@ def test_cli_rejects_an_invalid_manifest_naming_every_line_and_queues_nothing(
     assert captured.out == ""
     for line in (2, 3, 4):
         assert f"{path}:{line}:" in captured.err
-    assert "error [manifest_invalid]: 3 invalid row(s)" in captured.err
+    assert "error [manifest_invalid]: 3 of 4 row(s) of the manifest are invalid (3 problems)" in captured.err
     assert "nothing was queued" in captured.err
     assert not database.exists()  # rejected before the store was even opened
+
+
+def test_rows_are_counted_apart_from_their_problems_with_hints(audio_dir: Path) -> None:
+    rows = [row(f"r{index}", query="gone.wav", response="lost.wav") for index in range(40)]  # 2 each
+    path = write(audio_dir / "two-each.jsonl", [*rows, row("ok"), row("typo", **{"query_emotions": "sad"})])
+    manifest = read_manifest(path, [audio_dir])
+    assert (manifest.rows, manifest.invalid_rows, len(manifest.problems)) == (42, 41, 81)
+    with pytest.raises(
+        ManifestInvalid, match=r"^41 of 42 row\(s\) of the manifest are invalid \(81 problems\)"
+    ):
+        manifest.accepted(skip_invalid=False)
+    assert manifest.problems[-1].message == (
+        "unknown field(s) 'query_emotions' (did you mean 'query_emotion'?) (put extra information in meta)"
+    )
+
+
+def test_a_misspelt_csv_header_is_reported_once(audio_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    lines = ["id,query_audo,response_audio,system,dataset"] + [f"k{i},q.wav,r.wav,s,d" for i in range(40)]
+    path = audio_dir / "misspelt.csv"
+    path.write_text("\n".join(lines) + "\n")
+    manifest = read_manifest(path, [audio_dir])
+    assert [(problem.line, problem.message) for problem in manifest.problems] == [
+        (1, "unknown column(s) 'query_audo' (did you mean 'query_audio'?) in the header "
+            "(put extra information in the meta column)"),
+        (1, "the header has no column query_audio"),
+    ]  # fmt: skip
+    assert manifest.items == [] and manifest.invalid_rows == 40
+    code = main(["bulk", "run", str(path), "--name", "x", "--database-url", f"sqlite:///{audio_dir / 'db'}"])
+    err = capsys.readouterr().err
+    assert code == EXIT_USER_ERROR
+    assert err.count("query_audo") == 1
+    assert "40 of 40 row(s) of the manifest are invalid (2 problems)" in err
