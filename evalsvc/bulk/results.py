@@ -18,8 +18,9 @@ from evalsvc.store import Result, RunItem, Store
 
 ResultFormat = Literal["jsonl", "csv"]
 MEDIA_TYPES: dict[ResultFormat, str] = {"jsonl": "application/x-ndjson", "csv": "text/csv; charset=utf-8"}
+# The names `evalsvc report export` uses for the same things (item_key, emotion).
 CSV_COLUMNS = (
-    "id", "status", "system", "dataset", "query_emotion", "result_id",
+    "item_key", "status", "system", "dataset", "emotion", "result_id",
     "NS", "WA", "EU", "ES", "avg", "assessment", "error_code", "error_message",
 )  # fmt: skip
 _DIMENSIONS = (("NS", "ns"), ("WA", "wa"), ("EU", "eu"), ("ES", "es"), ("avg", "avg"))
@@ -65,11 +66,11 @@ def _row(item: RunItem, result: Result | None) -> dict[str, Any]:
     elif item.last_error_code is not None and item.result_id is None:
         error = {"code": item.last_error_code, "message": item.last_error or ""}
     return {
-        "id": item.item_key,
+        "item_key": item.item_key,
         "status": str(item.status.value),
         "system": item.system,
         "dataset": item.dataset,
-        "query_emotion": item.emotion,
+        "emotion": item.emotion,
         "meta": item.meta,
         "result_id": item.result_id,
         "scores": scores,
@@ -83,7 +84,7 @@ def _csv_cells(row: dict[str, Any]) -> list[Any]:
     scores = row["scores"] or {}
     error = row["error"] or {}
     return [
-        row["id"], row["status"], row["system"], row["dataset"], row["query_emotion"], row["result_id"],
+        row["item_key"], row["status"], row["system"], row["dataset"], row["emotion"], row["result_id"],
         *(scores.get(name) for name, _ in _DIMENSIONS),
         row["assessment"], error.get("code"), error.get("message"),
     ]  # fmt: skip

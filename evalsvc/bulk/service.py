@@ -16,6 +16,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from sqlalchemy import select
+
 from evalsvc.bulk.manifest import ManifestItem
 from evalsvc.bulk.processing import BatchHook, ShardContext, ShardReport, process_shard
 from evalsvc.bulk.queue import ShardQueue
@@ -30,7 +32,7 @@ from evalsvc.bulk.records import (
 )
 from evalsvc.bulk.shards import Shard, plan_shards, shards_with_pending
 from evalsvc.settings import Mode
-from evalsvc.store import RunStatus, Store, add_run_items, create_run, refresh_run_counts
+from evalsvc.store import Run, RunStatus, Store, Tenant, add_run_items, create_run, refresh_run_counts
 
 
 @dataclass(frozen=True)
@@ -143,6 +145,34 @@ def run_summary(store: Store, run_id: int, *, tenant_id: int | None = None) -> R
             errors=error_counts(session, run_id),
             **run_times(run),
         )
+
+
+def list_runs(store: Store, *, tenant_id: int | None = None, limit: int = 50) -> list[dict[str, Any]]:
+    """The newest runs (of one tenant, or all), with their counts and tenant, for `bulk list`."""
+    query = (
+        select(Run, Tenant.name)
+        .outerjoin(Tenant, Run.tenant_id == Tenant.id)
+        .order_by(Run.id.desc())
+        .limit(limit)
+    )
+    if tenant_id is not None:
+        query = query.where(Run.tenant_id == tenant_id)
+    with store.session() as session:
+        return [
+            {
+                "id": run.id,
+                "name": run.name,
+                "tenant": tenant,
+                "mode": run.mode,
+                "status": str(run.status.value),
+                "items": run.item_count,
+                "done": run.done_count,
+                "failed": run.failed_count,
+                "pending": run.item_count - run.done_count - run.failed_count,
+                **run_times(run),
+            }
+            for run, tenant in session.execute(query)
+        ]
 
 
 def run_progress(store: Store, run_id: int) -> RunProgress:

@@ -4,6 +4,10 @@
     evalsvc bulk submit MANIFEST --name NAME    record in SQL, queue shard jobs for `evalsvc worker`
     evalsvc bulk status|cancel|resume RUN       what SQL says; stop; re-queue every unfinished item
     evalsvc bulk results RUN [--format csv]     one row per item, JSON lines or CSV
+    evalsvc bulk list [--tenant NAME]           the runs, newest first
+
+Runs recorded here belong to the tenant `--tenant` (default `local`, the tenant `serve --no-auth`
+acts as), so a local server on the same database shows them; the other commands act on any run.
 
 Data roots: audio paths in a manifest must lie under a data root. The roots are `--data-root`
 flags, else `EVALSVC_DATA_ROOTS`, else the manifest's own directory: a dataset directory holding its
@@ -31,6 +35,7 @@ from evalsvc.bulk.results import encode_rows, read_page
 from evalsvc.bulk.scorers import build_item_scorer
 from evalsvc.bulk.service import (
     cancel_run,
+    list_runs,
     queue_run,
     record_run,
     reopen_run,
@@ -44,11 +49,14 @@ from evalsvc.cli.common import (
     EXIT_USER_ERROR,
     add_model_options,
     add_store_options,
+    add_tenant_option,
     fail,
     print_json,
+    tenant_id_for,
 )
 from evalsvc.engine.types import MODES
 from evalsvc.errors import InvalidParameter, ManifestInvalid, QueueUnavailable, ServiceBusy, StoreError
+from evalsvc.reports.scope import tenant_id_by_name
 from evalsvc.settings import Settings
 from evalsvc.store import Store
 
@@ -114,6 +122,14 @@ def register(commands: argparse._SubParsersAction) -> None:
     add_store_options(status, data_dir=True)
     status.set_defaults(handler=_status)
 
+    listing = actions.add_parser("list", help="the runs, newest first, with their counts (JSON)")
+    listing.add_argument("--tenant", help="only this tenant's runs (default: every run)")
+    listing.add_argument(
+        "--limit", type=int, default=50, help="at most this many runs (default: %(default)s)"
+    )
+    add_store_options(listing, data_dir=True)
+    listing.set_defaults(handler=_list)
+
     results = actions.add_parser("results", help="a run's results, one row per item")
     results.add_argument("run_id", type=int, metavar="RUN")
     results.add_argument("--format", choices=["jsonl", "csv"], default="jsonl")
@@ -136,6 +152,7 @@ def _manifest_arguments(parser: argparse.ArgumentParser) -> None:
         "else the manifest's directory)",
     )
     parser.add_argument("--shard-size", type=int, help="items per shard job (EVALSVC_BULK_SHARD_SIZE)")
+    add_tenant_option(parser, "the run")
 
 
 def _queue_options(parser: argparse.ArgumentParser) -> None:
@@ -179,7 +196,8 @@ def _submit(args: argparse.Namespace, settings: Settings) -> int:
     if isinstance(items, int):
         return items
     store = Store.from_settings(settings)
-    run_id = record_run(store, name=args.name, mode=args.mode, items=items)
+    tenant_id = tenant_id_for(store, args.tenant)
+    run_id = record_run(store, name=args.name, mode=args.mode, items=items, tenant_id=tenant_id)
     print(run_id, flush=True)
     try:
         queued = queue_run(store, ShardQueue.from_settings(settings), run_id, settings.bulk_shard_size)
@@ -202,7 +220,8 @@ def _run_inline(args: argparse.Namespace, settings: Settings) -> int:
     if isinstance(items, int):
         return items
     store = Store.from_settings(settings)
-    run_id = record_run(store, name=args.name, mode=args.mode, items=items)
+    tenant_id = tenant_id_for(store, args.tenant)
+    run_id = record_run(store, name=args.name, mode=args.mode, items=items, tenant_id=tenant_id)
     print(f"run {run_id}: {len(items)} items, scored in this process", file=sys.stderr)
     return _score_here(store, settings, run_id, progress=not args.no_progress)
 
@@ -275,6 +294,19 @@ def _status(args: argparse.Namespace, settings: Settings) -> int:
     live = jobs is not None and (jobs["queued"] or jobs["started"] or jobs["scheduled"])
     if summary.status == "running" and summary.pending and jobs is not None and not live:
         print(f"no job of run {args.run_id} is queued: `evalsvc bulk resume {args.run_id}`", file=sys.stderr)
+    return EXIT_OK
+
+
+def _list(args: argparse.Namespace, settings: Settings) -> int:
+    if args.limit < 1:
+        raise InvalidParameter(f"--limit must be at least 1, not {args.limit}")
+    store = Store.from_settings(settings)
+    with store.session() as session:
+        tenant_id = tenant_id_by_name(session, args.tenant)
+    runs = list_runs(store, tenant_id=tenant_id, limit=args.limit)
+    print_json(runs)
+    if not runs:
+        print("no run recorded yet: `evalsvc bulk run MANIFEST --name NAME` makes one", file=sys.stderr)
     return EXIT_OK
 
 

@@ -15,8 +15,11 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from evalsvc.api.auth import LOCAL_TENANT, ensure_tenant
 from evalsvc.errors import ConfigurationError, EvalsvcError, UserInputError
+from evalsvc.reports.scope import tenant_id_by_name
 from evalsvc.settings import Settings
+from evalsvc.store import Store
 
 EXIT_OK = 0
 EXIT_USER_ERROR = 2
@@ -71,6 +74,28 @@ def add_store_options(parser: argparse.ArgumentParser, *, data_dir: bool = False
     )
     if data_dir:
         group.add_argument("--data-dir", help="where the default SQLite database lives")
+
+
+def add_tenant_option(parser: argparse.ArgumentParser, what: str) -> None:
+    """`--tenant NAME`: whose data this command writes; by default the tenant `local`, which is also
+    who `evalsvc serve --no-auth` acts as, so the local CLI and a local server share their runs."""
+    parser.add_argument(
+        "--tenant",
+        default=LOCAL_TENANT,
+        help=f"the tenant {what} belongs to (default: %(default)s, the tenant of `serve --no-auth`; "
+        "another name must exist, e.g. made by `evalsvc keys create --tenant NAME`)",
+    )
+
+
+def tenant_id_for(store: Store, name: str) -> int:
+    """The id of the CLI's tenant: `local` is created on first use, like the no-auth server does;
+    any other tenant must exist (a typo must not create a tenant nobody's key can see)."""
+    if name == LOCAL_TENANT:
+        return ensure_tenant(store, name).id
+    with store.session() as session:
+        tenant_id = tenant_id_by_name(session, name)
+    assert tenant_id is not None
+    return tenant_id
 
 
 def settings_from_args(args: argparse.Namespace) -> Settings:

@@ -11,7 +11,7 @@ import argparse
 from dataclasses import asdict
 from pathlib import Path
 
-from evalsvc.cli.common import EXIT_OK, add_store_options, print_json
+from evalsvc.cli.common import EXIT_OK, add_store_options, add_tenant_option, print_json, tenant_id_for
 from evalsvc.reports.labels import import_labels
 from evalsvc.reports.queries import label_sets
 from evalsvc.reports.scope import tenant_id_by_name
@@ -33,18 +33,20 @@ def register(commands: argparse._SubParsersAction) -> None:
     load.add_argument(
         "--run", type=int, metavar="RUN", help="check the ids against this run and record their audio hashes"
     )
+    add_tenant_option(load, "the label set")
     listing = actions.add_parser("list", help="the label sets, with their numbers of ratings and items")
+    listing.add_argument("--tenant", help="only this tenant's label sets (default: all)")
     for action in (load, listing):
-        action.add_argument("--tenant", help="the tenant the label set belongs to (default: none, local)")
         add_store_options(action, data_dir=True)
         action.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
     store = Store.from_settings(settings)
+    importing = args.labels_action == "import"
+    tenant_id = tenant_id_for(store, args.tenant) if importing else None
     with store.session() as session:
-        tenant_id = tenant_id_by_name(session, args.tenant)
-        if args.labels_action == "import":
+        if importing:
             imported = import_labels(
                 session,
                 args.file,
@@ -55,7 +57,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
             )
             print_json(asdict(imported))
             return EXIT_OK
-        rows = session.execute(label_sets(tenant_id))
+        rows = session.execute(label_sets(tenant_id_by_name(session, args.tenant)))
         print_json(
             [
                 {"name": name, "description": description, "ratings": ratings, "items": items}

@@ -33,7 +33,10 @@ def create_label_set(
     session: Session, name: str, *, description: str | None = None, tenant_id: int | None = None
 ) -> LabelSet:
     if session.scalars(select(LabelSet.id).where(LabelSet.name == name)).first() is not None:
-        raise InvalidParameter(f"label set {name!r} already exists")
+        raise InvalidParameter(
+            f"label set {name!r} already exists: import under another --name "
+            "(`evalsvc labels list` shows the names in use)"
+        )
     label_set = LabelSet(name=name, description=description, tenant_id=tenant_id)
     session.add(label_set)
     session.flush()

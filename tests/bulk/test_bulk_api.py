@@ -80,13 +80,13 @@ def test_a_run_over_http_from_upload_to_paginated_results(
         assert page.status_code == 200 and page.headers["content-type"] == "application/x-ndjson"
         rows += [json.loads(line) for line in page.text.splitlines()]
         url = page.links.get("next", {}).get("url")
-    assert len(rows) == SMALL and len({row["id"] for row in rows}) == SMALL
+    assert len(rows) == SMALL and len({row["item_key"] for row in rows}) == SMALL
     assert all(row["status"] == "done" and row["scores"] is not None for row in rows)
 
     as_csv = http.get(f"/v1/runs/{run['id']}/results?format=csv&limit=5", headers=alice)
     table = list(csv.DictReader(io.StringIO(as_csv.text)))
     assert as_csv.headers["content-type"].startswith("text/csv")
-    assert [row["id"] for row in table] == [row["id"] for row in rows[:5]]
+    assert [row["item_key"] for row in table] == [row["item_key"] for row in rows[:5]]
     assert as_csv.headers["x-next-cursor"]
 
 

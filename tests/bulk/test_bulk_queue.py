@@ -144,7 +144,7 @@ def test_bulk_run_and_bulk_submit_give_the_same_scores(
     def scores(run_id: int, flags: list[str]) -> dict[str, dict[str, float]]:
         code, out, _ = cli(capsys, "bulk", "results", str(run_id), *flags)
         assert code == EXIT_OK
-        return {row["id"]: row["scores"] for row in map(json.loads, out.splitlines())}
+        return {row["item_key"]: row["scores"] for row in map(json.loads, out.splitlines())}
 
     inline_scores = scores(inline_run["id"], embedded)
     queued_scores = scores(queued_run, store_flags(queued_settings))
@@ -235,7 +235,9 @@ def test_results_as_csv_and_redis_down_at_submit(
     )
     rows = list(csv.DictReader(io.StringIO(output.read_text())))
     assert code == EXIT_OK and len(rows) == SMALL
-    assert rows[0]["id"] == "item-00-0" and rows[0]["status"] == "done" and rows[0]["system"] == "system-0"
+    assert (
+        rows[0]["item_key"] == "item-00-0" and rows[0]["status"] == "done" and rows[0]["system"] == "system-0"
+    )
     assert 1.0 <= float(rows[0]["avg"]) <= 5.0 and rows[0]["error_code"] == ""
 
 

@@ -83,6 +83,47 @@ def test_upgrading_from_0001_copies_existing_results_onto_their_items(db_url: st
     ]
 
 
+def test_upgrading_from_0002_gives_what_the_cli_stored_to_the_local_tenant(db_url: str) -> None:
+    """0003: tenant-less runs, label sets and results (the CLI's, before it wrote as `local`) become
+    the tenant `local`'s, the tenant `serve --no-auth` acts as; other tenants' rows stay theirs."""
+    upgrade(db_url, "0002")
+    engine = create_db_engine(db_url, pooled=False)
+    with engine.begin() as connection:
+        for statement in (
+            "INSERT INTO tenants (id, name) VALUES (7, 'alice')",
+            "INSERT INTO model_versions (id, fingerprint, backbone, model_id, prompt_version, decoding, packages)"
+            " VALUES (1, 'f', 'b', 'm', 'p', '{}', '{}')",
+            "INSERT INTO results (id, content_key, query_sha256, response_sha256, model_version_id, mode)"
+            " VALUES (1, 'k1', 'q', 'r', 1, 'scores'), (2, 'k2', 'q', 's', 1, 'scores'),"
+            " (3, 'k3', 'q', 't', 1, 'scores')",
+            "INSERT INTO tenant_results (tenant_id, result_id) VALUES (7, 2), (7, 3)",
+            "INSERT INTO runs (id, name, mode, status, item_count, done_count, failed_count, tenant_id)"
+            " VALUES (1, 'cli', 'scores', 'done', 1, 1, 0, NULL), (2, 'alice', 'scores', 'done', 1, 1, 0, 7)",
+            "INSERT INTO run_items (id, run_id, item_key, query_ref, response_ref, meta, status, attempts,"
+            " result_id) VALUES (1, 1, 'a', 'q', 's', '{}', 'done', 1, 2), (2, 2, 'a', 'q', 't', '{}', 'done', 1, 3)",
+            "INSERT INTO label_sets (id, name, tenant_id) VALUES (1, 'mos', NULL), (2, 'hers', 7)",
+        ):
+            connection.exec_driver_sql(statement)
+    upgrade(db_url)
+    with engine.connect() as connection:
+        [local] = connection.exec_driver_sql("SELECT id FROM tenants WHERE name = 'local'").scalars().all()
+        runs = dict(connection.exec_driver_sql("SELECT id, tenant_id FROM runs").all())
+        sets = dict(connection.exec_driver_sql("SELECT id, tenant_id FROM label_sets").all())
+        grants = set(connection.exec_driver_sql("SELECT tenant_id, result_id FROM tenant_results").all())
+    engine.dispose()
+    assert runs == {1: local, 2: 7} and sets == {1: local, 2: 7}
+    # Result 1 was nobody's (`evalsvc score`), result 2 is in the CLI's run (and alice's too).
+    assert grants == {(local, 1), (local, 2), (7, 2), (7, 3)}
+
+
+def test_0003_creates_no_tenant_when_every_row_has_one(db_url: str) -> None:
+    upgrade(db_url)
+    engine = create_db_engine(db_url, pooled=False)
+    with engine.connect() as connection:
+        assert connection.exec_driver_sql("SELECT count(*) FROM tenants").scalar() == 0
+    engine.dispose()
+
+
 def test_models_and_migrations_agree(db_url: str) -> None:
     """`alembic check`: autogenerate finds nothing to add, drop or alter after the migrations ran."""
     upgrade(db_url)
