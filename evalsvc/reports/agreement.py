@@ -15,11 +15,16 @@ Rows: NS, WA, EU, ES; "avg" (the judge's avg against the mean of the four human 
 utterance level (one point per item) and system level (one point per system: the mean over its
 matched items of the judge's scores and of the human scores, as in the paper). Each cell gives
 LCC (Pearson), SRCC (Spearman), KTAU (Kendall tau-b) and MSE.
+
+One rule for every row: a correlation needs at least three items (utterance level) or three systems
+(system level). Pooling the four dimensions makes "overall" 4 points per item or system, but 8
+points from 2 systems are still 2 systems, so its correlations are left out as the other rows' are;
+the MSE is given whenever there is a point.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from sqlalchemy.orm import Session
@@ -27,7 +32,7 @@ from sqlalchemy.orm import Session
 from evalsvc.reports.queries import DIMENSIONS, SCORE_COLUMNS, Match, count_rows, human_means, labelled_pairs
 from evalsvc.reports.schemas import AgreementFigures, AgreementReport, AgreementRow, SystemMeans
 from evalsvc.reports.scope import label_set_for, run_for
-from evalsvc.reports.stats import agreement
+from evalsvc.reports.stats import MIN_CORRELATION_POINTS, agreement
 
 ROWS = (*DIMENSIONS, "avg", "overall")
 
@@ -103,11 +108,20 @@ def agreement_report(scores: LabelledScores) -> AgreementReport:
 
 
 def _pooled(pairs: list[tuple[np.ndarray, np.ndarray]]) -> AgreementFigures:
-    """Agreement over the concatenation of (judge, human) vectors, skipping pairs with a gap."""
-    model = np.concatenate([pair[0] for pair in pairs])
-    human = np.concatenate([pair[1] for pair in pairs])
-    both = ~(np.isnan(model) | np.isnan(human))
-    return AgreementFigures.of(agreement(model[both], human[both]))
+    """Agreement over the concatenation of (judge, human) vectors, skipping pairs with a gap.
+
+    Every vector has one entry per unit (item or system, in the same order); the correlations are
+    given only when at least `MIN_CORRELATION_POINTS` units have a pair, however many points the
+    pooling made of them.
+    """
+    valid = [~(np.isnan(model) | np.isnan(human)) for model, human in pairs]
+    model = np.concatenate([pair[0][mask] for pair, mask in zip(pairs, valid, strict=True)])
+    human = np.concatenate([pair[1][mask] for pair, mask in zip(pairs, valid, strict=True)])
+    figures = agreement(model, human)
+    units = int(np.logical_or.reduce(valid).sum()) if valid and valid[0].size else 0
+    if units < MIN_CORRELATION_POINTS:
+        figures = replace(figures, lcc=None, srcc=None, ktau=None)
+    return AgreementFigures.of(figures)
 
 
 def _system_means(scores: LabelledScores, system: str | None) -> SystemMeans:

@@ -18,6 +18,8 @@ from sqlalchemy import select
 
 from evalsvc.errors import InvalidParameter, LabelsInvalid, NotFound
 from evalsvc.reports import agreement_report, import_labels, labelled_scores
+from evalsvc.reports.agreement import LabelledScores
+from evalsvc.reports.tables import agreement_tables, render_text
 from evalsvc.reports.schemas import AgreementFigures, AgreementReport
 from evalsvc.store import HumanLabel, Store, create_tenant
 from tests.reports.builders import Item, add_run, random_scores, sha
@@ -289,3 +291,34 @@ def test_label_sets_are_tenant_scoped_and_named_once(
 
 def test_random_scores_round_to_ties() -> None:
     assert len(set(random_scores(np.random.default_rng(0), decimals=0))) < 4
+
+
+def labelled(systems: list[str], seed: int = 5) -> LabelledScores:
+    """Judge and human scores for items of `systems` (one item per entry), systems set apart."""
+    rng = np.random.default_rng(seed)
+    level = np.array([1.5 + 0.8 * sorted(set(systems)).index(system) for system in systems])
+    model = {name: np.clip(level + rng.normal(0, 0.4, level.size), 1, 5) for name in DIMENSIONS}
+    human = {name: np.clip(level + rng.normal(0, 0.4, level.size), 1, 5) for name in DIMENSIONS}
+    model["avg"] = np.mean([model[name] for name in DIMENSIONS], axis=0)
+    human["avg"] = np.mean([human[name] for name in DIMENSIONS], axis=0)
+    return LabelledScores(
+        run_id=1, label_set="mos", match="item", labelled=len(systems), systems=list(systems),
+        model=model, human=human, raters=np.ones(len(systems)),
+    )  # fmt: skip
+
+
+def test_every_row_leaves_out_correlations_of_fewer_than_three_systems_or_items() -> None:
+    """The overall row pools 4 dimensions: 2 systems make 8 points, but they are still 2 systems."""
+    two = agreement_report(labelled(["s1"] * 5 + ["s2"] * 5))
+    for row in two.rows:
+        assert (row.system.lcc, row.system.srcc, row.system.ktau) == (None, None, None), row.dimension
+        assert row.system.mse is not None and row.utterance.lcc is not None
+    assert {row.system.n for row in two.rows} == {2, 8}  # the points are still counted
+    table = render_text(agreement_tables(two))
+    overall = next(line for line in table.splitlines() if line.startswith("overall"))
+    ns = next(line for line in table.splitlines() if line.startswith("NS "))
+    assert overall.split()[5:8] == ns.split()[5:8]  # the same blanks as a single dimension's
+    three = agreement_report(labelled(["s1"] * 3 + ["s2"] * 3 + ["s3"] * 3))
+    assert all(row.system.lcc is not None for row in three.rows)
+    pair = agreement_report(labelled(["s1", "s2"]))  # two items: no utterance-level correlation either
+    assert all(row.utterance.lcc is None and row.utterance.mse is not None for row in pair.rows)
