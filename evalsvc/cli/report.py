@@ -26,6 +26,7 @@ from pydantic import BaseModel
 from sqlalchemy.orm import Session
 
 from evalsvc.cli.common import EXIT_OK, EXIT_USER_ERROR, add_store_options, fail
+from evalsvc.outdirs import output_directory
 from evalsvc.reports import (
     agreement_report,
     compare,
@@ -191,7 +192,8 @@ def _export(args: argparse.Namespace, store: Store) -> int:
 
 
 def _plot(args: argparse.Namespace, session: Session, tenant_id: int | None) -> int:
-    args.output.mkdir(parents=True, exist_ok=True)
+    """Every image is drawn before DIR is made, so a failure (no such run or label set) leaves no
+    empty directory behind."""
     files = {"distributions.png": distributions_png(run_summary(session, args.run, tenant_id))}
     for board in leaderboards(session, tenant_id, run_ids=[args.run]).leaderboards:
         files[f"radar-{_slug(board.dataset)}.png"] = radar_png(board)
@@ -199,9 +201,10 @@ def _plot(args: argparse.Namespace, session: Session, tenant_id: int | None) -> 
         files["agreement.png"] = scatter_png(
             labelled_scores(session, args.run, args.labels, tenant_id, args.match)
         )
-    for name, image in files.items():
-        (args.output / name).write_bytes(image)
-        print(f"wrote {args.output / name}", file=sys.stderr)
+    with output_directory(args.output) as directory:
+        for name, image in files.items():
+            (directory / name).write_bytes(image)
+            print(f"wrote {directory / name}", file=sys.stderr)
     return EXIT_OK
 
 

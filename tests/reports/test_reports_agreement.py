@@ -19,8 +19,8 @@ from sqlalchemy import select
 from evalsvc.errors import InvalidParameter, LabelsInvalid, NotFound
 from evalsvc.reports import agreement_report, import_labels, labelled_scores
 from evalsvc.reports.agreement import LabelledScores
-from evalsvc.reports.tables import agreement_tables, render_text
 from evalsvc.reports.schemas import AgreementFigures, AgreementReport
+from evalsvc.reports.tables import agreement_tables, render_text
 from evalsvc.store import HumanLabel, Store, create_tenant
 from tests.reports.builders import Item, add_run, random_scores, sha
 from tests.reports.reference import average_ranks, pearson, tau_b

@@ -201,6 +201,10 @@ def test_cli_errors_are_reported_with_their_codes(
     )
     assert main(["report", "compare", "--run", str(seeded.run), *database]) == 2
     assert "error [invalid_parameter]" in capsys.readouterr().err
+    plots = tmp_path / "new" / "plots"
+    assert main(["report", "plot", str(seeded.run), "-o", str(plots), "--labels", "nope", *database]) == 2
+    assert "error [not_found]: no label set 'nope'" in capsys.readouterr().err
+    assert not (tmp_path / "new").exists()  # a failed plot leaves no empty folder
 
 
 def test_the_labels_cli_lists_sets(
@@ -217,3 +221,8 @@ def test_the_labels_cli_lists_sets(
     assert {"name": "listed", "description": None, "ratings": 1, "items": 1} in listed
     assert main(["labels", "list", "--tenant", "team-b", *database]) == 0
     assert json.loads(capsys.readouterr().out) == []
+    assert main(["labels", "import", str(path), "--name", "listed", "--tenant", "team-a", *database]) == 2
+    assert (
+        "error [invalid_parameter]: label set 'listed' already exists: import under another --name "
+        "(`evalsvc labels list` shows the names in use)"
+    ) in capsys.readouterr().err

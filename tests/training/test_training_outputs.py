@@ -151,3 +151,13 @@ def test_files_get_the_mode_open_would_give_them(
     assert mode(tmp_path / "again.jsonl") == 0o600  # a new file follows the umask
     assert sorted(os.listdir(tmp_path)) == ["again.jsonl", "dataset_info.json", "judge_sft.jsonl"]
     capsys.readouterr()
+
+
+def test_help_shows_the_chunk_size_defaults(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["build", "interleaved", "--help"])
+    assert exited.value.code == 0
+    text = " ".join(capsys.readouterr().out.split())
+    assert "--response-chunk TOKENS tokens per response chunk (default: 15;" in text
+    assert "--reflection-chunk TOKENS tokens per reflection chunk (default: 15)" in text
+    assert "(default: append)" in text and "(default: <reflection>)" in text
