@@ -75,13 +75,10 @@ class TextSource:
         self._path = side_file
         self._rows: dict[str, tuple[int, int]] = {}  # id -> (byte offset, line number) of its row
         self._file: BinaryIO | None = None
+        self._problems: list[tuple[int, str]] = []
         if side_file is not None:
             self._file = self._open(side_file)
-            try:
-                self._index(self._file, side_file)
-            except InvalidParameter:
-                self._file.close()
-                raise
+            self._index(self._file)
 
     def __enter__(self) -> TextSource:
         return self
@@ -91,6 +88,8 @@ class TextSource:
             self._file.close()
 
     def texts(self, item_key: str, meta: object) -> ItemTexts:
+        if self._problems:
+            raise texts_invalid(self._path, self._problems)
         if meta is not None and not isinstance(meta, Mapping):
             raise InvalidParameter(
                 f"item {item_key!r}: meta must be a JSON object, not {type(meta).__name__}"
@@ -123,10 +122,11 @@ class TextSource:
         return [(line, f"id {key!r} matches no item of the runs") for key, line in unmatched.items()]
 
     def check_ids(self, item_keys: Iterable[str]) -> None:
-        """Raise `TextsInvalid`, listing them, when some ids of the side file match no item."""
-        problems = self.unmatched(item_keys)
+        """Raise `TextsInvalid` listing every problem of the side file, its bad lines and its ids that
+        match no item, all at once and in line order, as for a manifest."""
+        problems = sorted([*self._problems, *self.unmatched(item_keys)])
         if problems:
-            raise texts_invalid(self._path, problems, "an id that matches no item")
+            raise texts_invalid(self._path, problems)
 
     @staticmethod
     def _open(path: Path) -> BinaryIO:
@@ -135,19 +135,16 @@ class TextSource:
         except OSError as error:
             raise InvalidParameter(f"cannot read the texts file {path}: {error.strerror}") from error
 
-    def _index(self, file: BinaryIO, path: Path) -> None:
-        """id -> byte offset and line of each row; every line is checked here, and every problem of
-        the file is reported at once (`TextsInvalid`), as for a manifest."""
-        problems: list[tuple[int, str]] = []
+    def _index(self, file: BinaryIO) -> None:
+        """id -> byte offset and line of each good row; the problems of the others are kept for
+        `check_ids` (and `texts` refuses to answer from a file that has any)."""
         offset = 0
         for number, line in enumerate(file, start=1):
             if line.strip():
                 problem = self._add(number, offset, line)
                 if problem:
-                    problems.append((number, problem))
+                    self._problems.append((number, problem))
             offset += len(line)
-        if problems:
-            raise texts_invalid(path, problems, "a problem")
 
     def _add(self, number: int, offset: int, line: bytes) -> str | None:
         """Index one row; what is wrong with it, if anything."""
@@ -172,11 +169,11 @@ class TextSource:
         return None
 
 
-def texts_invalid(path: Path | None, problems: list[tuple[int, str]], what: str) -> TextsInvalid:
+def texts_invalid(path: Path | None, problems: list[tuple[int, str]]) -> TextsInvalid:
     """The error listing every problem line of a side file, the first three in its message."""
     shown = "; ".join(f"line {line}: {message}" for line, message in problems[:3])
     more = f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""
     return TextsInvalid(
-        f"the texts file {path} has {len(problems)} line(s) with {what}: {shown}{more}; nothing was built",
+        f"the texts file {path} has {len(problems)} problem line(s): {shown}{more}; nothing was built",
         problems,
     )

@@ -201,13 +201,15 @@ def test_bad_texts_are_errors_naming_item_and_line(store: Store, tmp_path: Path,
     broken = tmp_path / "texts.jsonl"
     broken.write_text('{"id": "x", "response_transcript": "ok"}\nnot json\n')
     with pytest.raises(TextsInvalid, match="line 2: not valid JSON"):
-        TextSource(broken)
+        TextSource(broken).check_ids(["x"])
     broken.write_text('{"id": "x"}\n{"id": "x"}\n')
     with pytest.raises(TextsInvalid, match="appears twice"):
-        TextSource(broken)
+        TextSource(broken).check_ids(["x"])
     broken.write_text('{"id": "x", "response_transcript": 5}\n')
     with pytest.raises(TextsInvalid, match="line 1: id 'x': response_transcript must be a string"):
-        TextSource(broken)
+        TextSource(broken).check_ids(["x"])
+    with pytest.raises(TextsInvalid, match="line 1: id 'x': response_transcript"):  # never used as is
+        TextSource(broken).texts("x", {})
     with pytest.raises(NotFound, match="no run with id 999"):
         build(store, 999, tokenizer_dir, tmp_path, None)
 
