@@ -111,7 +111,9 @@ def test_model_info_slot_round_trips_a_fingerprint() -> None:
         ("cuda:4,5,6,7", 4, ("cuda", [(4, 5, 6, 7)])),
     ],
 )
-def test_devices_map_to_litserve_gpu_sets(device: str, per_replica: int, expected: tuple[str, object]) -> None:
+def test_devices_map_to_litserve_gpu_sets(
+    device: str, per_replica: int, expected: tuple[str, object]
+) -> None:
     assert serving_devices(device, per_replica) == expected
 
 
