@@ -35,8 +35,8 @@ from evalsvc.settings import Settings
 from tests.helpers import tone_pair
 
 PAIRS = [tone_pair(1.0, 2.0), tone_pair(2.4, 0.8, 330.0)]
-# Measured on the tiny model on CPU over 24 pairs in batches of 2-24: scores within 2.7e-4, pooled
-# features within 5.5e-4 of the same pair scored alone (bf16 keeps 8 bits of mantissa; a different
+# Measured on the tiny model on CPU over two sets of 24 pairs in batches of 2-24 (bench/bench_invariance.py):
+# scores within 2.7e-4, pooled features within 5.5e-4 of the same pair scored alone (bf16 keeps 8 bits of mantissa; a different
 # batch shape changes the order of accumulation). The bounds leave about 7x of margin.
 BFLOAT16_SCORE_BOUND = 2e-3
 BFLOAT16_FEATURE_BOUND = 4e-3

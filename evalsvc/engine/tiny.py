@@ -5,7 +5,8 @@ path, so the project builds its own miniature of the real architecture and loads
 the code that loads the 30B model. Its scores are random numbers; only its plumbing is real.
 
 `ModelSize` sets its dimensions: `TINY` for the built-in model, larger ones for benchmarks that need
-the real model's per-token cost without its weights (bench/bench_gpu.py).
+the real model's per-token cost without its weights (bench/bench_gpu.py), and `QWEN3_OMNI_30B_A3B`,
+the published model, built only on the meta device to plan where its weights go.
 """
 
 from __future__ import annotations
@@ -70,7 +71,7 @@ TINY = ModelSize(
     kv_heads=2,
     head_dim=16,
     intermediate=128,
-    moe_intermediate=48,
+    moe_intermediate=48,  # fused gate/up is 96 x 64: not square, so no transposition goes unnoticed
     experts=4,
     experts_per_token=2,
     audio_layers=1,
@@ -169,7 +170,8 @@ def wrap_tokenizer(tokenizer: Tokenizer) -> PreTrainedTokenizerFast:
 def build_thinker_config(
     tokenizer: PreTrainedTokenizerFast, size: ModelSize = TINY
 ) -> Qwen3OmniMoeThinkerConfig:
-    """The real architecture at `size` (the vision tower, unused by the judge, stays minimal)."""
+    """The real architecture at `size` (the vision tower, which the judge drops, minimal unless `size`
+    gives the real one)."""
     token = tokenizer.convert_tokens_to_ids
     text_config = {
         "vocab_size": size.vocab_size or len(tokenizer),
