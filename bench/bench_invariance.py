@@ -19,8 +19,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-
 from bench_gpu import SIZES
+
 from evalsvc.audio import DecodedAudio
 from evalsvc.engine.engine import Engine
 from evalsvc.engine.tiny import build_tiny_model
@@ -29,7 +29,9 @@ from evalsvc.settings import Settings
 
 
 def tone(seconds: float, frequency: float) -> DecodedAudio:
-    samples = (0.1 * np.sin(2 * np.pi * frequency * np.arange(int(16_000 * seconds)) / 16_000)).astype(np.float32)
+    samples = (0.1 * np.sin(2 * np.pi * frequency * np.arange(int(16_000 * seconds)) / 16_000)).astype(
+        np.float32
+    )
     return DecodedAudio(samples=samples, duration_s=seconds, sha256=f"tone-{seconds}-{frequency}")
 
 
@@ -68,11 +70,17 @@ def main() -> int:
         worst_scores = worst_features = 0.0
         for batch in batches:
             members = [pairs[index] for index in batch]
-            worst_scores = max(worst_scores, (scores_of(engine, members) - alone_scores[batch]).abs().max().item())
+            worst_scores = max(
+                worst_scores, (scores_of(engine, members) - alone_scores[batch]).abs().max().item()
+            )
             features = engine.pooled_features(members)
             worst_features = max(worst_features, (features - alone_features[batch]).abs().max().item())
-    print(f"{args.size} model, {args.dtype}, {args.device}: {len(pairs)} pairs, {len(batches)} batches of 2-{len(pairs)}")
-    print(f"largest change from the pair alone: scores {worst_scores:.2e}, pooled features {worst_features:.2e}")
+    print(
+        f"{args.size} model, {args.dtype}, {args.device}: {len(pairs)} pairs, {len(batches)} batches of 2-{len(pairs)}"
+    )
+    print(
+        f"largest change from the pair alone: scores {worst_scores:.2e}, pooled features {worst_features:.2e}"
+    )
     return 0
 
 

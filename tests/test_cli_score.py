@@ -154,4 +154,6 @@ def test_score_help_lists_the_model_profiles(capsys: pytest.CaptureFixture[str])
     help_text = " ".join(capsys.readouterr().out.split())
     for profile in ("empathyeval", "zero-shot", "zero-shot-thinking", "tiny"):
         assert profile in help_text
-    assert "Qwen3-Omni-30B-A3B-Instruct" in help_text and "Captioner without the adapter is refused" in help_text
+    assert (
+        "Qwen3-Omni-30B-A3B-Instruct" in help_text and "Captioner without the adapter is refused" in help_text
+    )
