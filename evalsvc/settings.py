@@ -74,7 +74,10 @@ class Settings(BaseSettings):
 
     # --- decoding ----------------------------------------------------------------------------
     max_new_tokens: int | None = Field(
-        None, ge=1, le=16384, description="Generation limit; default per profile (1024, Thinking 4096)."
+        None,
+        ge=1,
+        le=16384,
+        description="Generation limit; default per profile (1024, Thinking 4096, tiny 256).",
     )
     temperature: float = Field(0.0, ge=0.0, le=5.0, description="0 means greedy decoding.")
     top_p: float = Field(1.0, gt=0.0, le=1.0)

@@ -83,7 +83,9 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
         choices=["auto", "sdpa", "eager", "flash_attention_2", "flash_attention_3"],
         help="auto (default): flash_attention_2 on CUDA when flash-attn is installed, else sdpa",
     )
-    group.add_argument("--max-new-tokens", type=int, help="generation limit (default: 1024, Thinking 4096)")
+    group.add_argument(
+        "--max-new-tokens", type=int, help="generation limit (default: 1024, Thinking 4096, tiny 256)"
+    )
     group.add_argument("--temperature", type=float, help="0 (default) is greedy; > 0 samples")
     group.add_argument("--top-p", type=float)
     group.add_argument("--seed", type=int, help="seed for sampled decoding")
