@@ -56,6 +56,10 @@ bench: $(STAMP)
 	$(BIN)/python bench/bench_audio.py
 	$(BIN)/python bench/bench_engine.py
 	$(BIN)/python bench/bench_gpu.py
+	$(BIN)/python bench/bench_loading.py
+	$(BIN)/python bench/bench_lora_merge.py
+	$(BIN)/python bench/bench_invariance.py
+	$(BIN)/python bench/plan_hardware.py
 	$(BIN)/python bench/bench_store.py
 	$(BIN)/python bench/bench_api.py
 	$(BIN)/python bench/bench_bulk.py

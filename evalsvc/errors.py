@@ -30,6 +30,7 @@ README) and `http_status`. Anything that is not an `EvalsvcError` is a bug in ev
     │   └── QueueUnavailable               queue_unavailable       503 (Redis of the bulk queue)
     ├── ConfigurationError                 the service's own setup (model, adapter, heads) is wrong
     │   ├── ModelLoadError                 model_load_failed       503
+    │   ├── ModelNotAJudge                 model_not_a_judge       503 (the Captioner without its adapter)
     │   └── HeadsMismatchError             heads_fingerprint_mismatch 503
     └── StoreError                         the SQL store cannot serve the request
         ├── StoreUnavailable               database_unavailable    503
@@ -202,6 +203,12 @@ class ConfigurationError(EvalsvcError):
 
 class ModelLoadError(ConfigurationError):
     code = "model_load_failed"
+
+
+class ModelNotAJudge(ConfigurationError):
+    """The configured checkpoint cannot follow the judge prompt (the Captioner without EmpathyEval)."""
+
+    code = "model_not_a_judge"
 
 
 class HeadsMismatchError(ConfigurationError):

@@ -7,6 +7,7 @@ a test or a CLI flag can override any value by constructing `Settings(...)` with
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Literal
 
@@ -17,6 +18,10 @@ TINY_MODEL = "tiny"
 DEFAULT_MODEL = "Qwen/Qwen3-Omni-30B-A3B-Captioner"
 
 Dtype = Literal["auto", "float32", "bfloat16", "float16"]
+AttnImplementation = Literal["auto", "sdpa", "eager", "flash_attention_2", "flash_attention_3"]
+# See evalsvc.engine.profiles for what each one is and how `auto` detects it.
+PROFILES = ("auto", "empathyeval", "zero-shot", "zero-shot-thinking", "tiny")
+Profile = Literal["auto", "empathyeval", "zero-shot", "zero-shot-thinking", "tiny"]
 Mode = Literal["scores", "assessment", "both"]
 SERVE_HOSTS = ("127.0.0.1", "0.0.0.0", "::")
 LOOPBACK_HOSTS = ("127.0.0.1",)
@@ -38,15 +43,42 @@ class Settings(BaseSettings):
         "random tiny model (built under data_dir on first use).",
     )
     model_revision: str | None = Field(None, description="Hub revision (branch, tag or commit).")
+    model_profile: Profile = Field(
+        "auto",
+        description="Which judge the checkpoint is: empathyeval (Captioner + EmpathyEval adapter, or merged), "
+        "zero-shot (Instruct), zero-shot-thinking (Thinking), tiny; 'auto' tells them by name.",
+    )
     adapter: Path | None = Field(None, description="Directory of a peft LoRA adapter.")
-    merge_adapter: bool = Field(False, description="Merge the LoRA weights into the base model at load.")
+    merge_adapter: bool = Field(
+        True,
+        description="Merge the LoRA weights into the base model at load (unmerged LoRA on the fused MoE "
+        "experts rebuilds every expert's weights on every forward: tens of times slower).",
+    )
     heads: Path | None = Field(None, description="Directory of fitted NS/WA/EU/ES regression heads.")
-    device: str = Field("auto", description="'auto' (CUDA when present), 'cpu', 'cuda', 'cuda:1', ...")
+    device: str = Field(
+        "auto",
+        description="'auto' (CUDA when present), 'cpu', 'cuda' (GPU 0), 'cuda:1', or a set of GPUs one model "
+        "is spread over, 'cuda:0,1'.",
+    )
     dtype: Dtype = Field("auto", description="'auto' is bfloat16 on CUDA, float32 on CPU.")
+    max_gpu_memory: str | None = Field(
+        None,
+        pattern=r"^\d+(\.\d+)?\s*(GiB|GB|MiB|MB)$",
+        description="Weights budget per GPU when one model spans several (e.g. '40GiB'); default: 85% of "
+        "each GPU's memory, the rest left for activations and the KV cache.",
+    )
+    attn_implementation: AttnImplementation = Field(
+        "auto", description="'auto' is flash_attention_2 on CUDA when flash-attn is installed, else sdpa."
+    )
     tiny_seed: int = Field(0, description="Seed of the built-in tiny model.")
 
     # --- decoding ----------------------------------------------------------------------------
-    max_new_tokens: int = Field(256, ge=1, le=8192)
+    max_new_tokens: int | None = Field(
+        None,
+        ge=1,
+        le=16384,
+        description="Generation limit; default per profile (1024, Thinking 4096, tiny 256).",
+    )
     temperature: float = Field(0.0, ge=0.0, le=5.0, description="0 means greedy decoding.")
     top_p: float = Field(1.0, gt=0.0, le=1.0)
     seed: int | None = Field(None, description="Seed for sampled decoding (temperature > 0).")
@@ -73,7 +105,12 @@ class Settings(BaseSettings):
         description="Interface to bind: 127.0.0.1 (this machine), 0.0.0.0 or :: (every interface).",
     )
     port: int = Field(8000, ge=1024, le=65535)
-    workers_per_device: int = Field(1, ge=1, description="Model worker processes per GPU (or for the CPU).")
+    workers_per_device: int = Field(
+        1, ge=1, description="Model worker processes per GPU set (gpus_per_replica GPUs), or for the CPU."
+    )
+    gpus_per_replica: int = Field(
+        1, ge=1, le=64, description="GPUs one model worker spreads its model over (evalsvc serve)."
+    )
     api_servers: int | None = Field(
         None, ge=1, description="HTTP front-end processes; default one per model worker."
     )
@@ -149,9 +186,9 @@ class Settings(BaseSettings):
     @field_validator("device")
     @classmethod
     def _known_device(cls, value: str) -> str:
-        if value in {"auto", "cpu", "mps"} or value == "cuda" or value.startswith("cuda:"):
+        if value in {"auto", "cpu", "mps", "cuda"} or re.fullmatch(r"cuda:\d+(,\d+)*", value):
             return value
-        raise ValueError(f"unknown device {value!r}; use auto, cpu, cuda or cuda:N")
+        raise ValueError(f"unknown device {value!r}; use auto, cpu, cuda, cuda:N or cuda:N,M,...")
 
     @field_validator("bulk_job_retry_intervals_s")
     @classmethod

@@ -14,7 +14,7 @@ from starlette.routing import Route
 from evalsvc.api.inputs import resolve_data_path
 from evalsvc.api.limits import InFlightCounter
 from evalsvc.api.metrics import SharedMetrics, route_template
-from evalsvc.api.server import litserve_devices
+from evalsvc.api.server import serving_devices
 from evalsvc.api.shared import ModelInfoSlot
 from evalsvc.engine.types import Decoding, ModelFingerprint
 from evalsvc.errors import PathNotAllowed
@@ -102,11 +102,19 @@ def test_model_info_slot_round_trips_a_fingerprint() -> None:
 
 
 @pytest.mark.parametrize(
-    ("device", "expected"),
-    [("cpu", ("cpu", 1)), ("cuda", ("cuda", "auto")), ("cuda:1", ("cuda", [1])), ("mps", ("mps", 1))],
+    ("device", "per_replica", "expected"),
+    [
+        ("cpu", 1, ("cpu", [])),
+        ("mps", 1, ("mps", [])),
+        ("cuda:1", 1, ("cuda", [(1,)])),
+        ("cuda:0,1,2,3,4,5,6,7", 2, ("cuda", [(0, 1), (2, 3), (4, 5), (6, 7)])),
+        ("cuda:4,5,6,7", 4, ("cuda", [(4, 5, 6, 7)])),
+    ],
 )
-def test_devices_map_to_litserve(device: str, expected: tuple[str, object]) -> None:
-    assert litserve_devices(device) == expected
+def test_devices_map_to_litserve_gpu_sets(
+    device: str, per_replica: int, expected: tuple[str, object]
+) -> None:
+    assert serving_devices(device, per_replica) == expected
 
 
 def test_auth_is_on_by_default_and_off_only_on_loopback() -> None:

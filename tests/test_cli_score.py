@@ -135,3 +135,25 @@ def test_console_script_runs_end_to_end(tiny_data_dir: Path) -> None:
     )  # fmt: skip
     assert completed.returncode == EXIT_OK, completed.stderr
     assert json.loads(completed.stdout)["scores"]["avg"] > 0
+
+
+def test_the_captioner_without_its_adapter_exits_3_saying_what_to_use(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    code, out, err = run_cli(
+        capsys, "score", QUERY, RESPONSE, "--model", "Qwen/Qwen3-Omni-30B-A3B-Captioner",
+        "--data-dir", str(tmp_path), "--no-store",
+    )  # fmt: skip
+    assert code == EXIT_CONFIG_ERROR and out == ""
+    assert "model_not_a_judge" in err and "Qwen/Qwen3-Omni-30B-A3B-Instruct" in err
+
+
+def test_score_help_lists_the_model_profiles(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["score", "--help"])
+    help_text = " ".join(capsys.readouterr().out.split())
+    for profile in ("empathyeval", "zero-shot", "zero-shot-thinking", "tiny"):
+        assert profile in help_text
+    assert (
+        "Qwen3-Omni-30B-A3B-Instruct" in help_text and "Captioner without the adapter is refused" in help_text
+    )

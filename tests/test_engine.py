@@ -107,13 +107,6 @@ def test_without_heads_scores_come_from_text_and_never_default(tiny_settings: Se
     assert engine.score([tone_pair(1.0, 1.5)], "both")[0].assessment is not None
 
 
-def test_merged_and_unmerged_lora_agree(engine: Engine, tiny_settings: Settings) -> None:
-    merged = Engine.load(tiny_settings.model_copy(update={"merge_adapter": True}))
-    pairs = [tone_pair(1.0, 2.0), tone_pair(2.0, 1.0, 310.0)]
-    assert torch.allclose(engine.pooled_features(pairs), merged.pooled_features(pairs), atol=TOLERANCE)
-    assert merged.fingerprint.key == engine.fingerprint.key
-
-
 def test_adapter_changes_the_backbone(engine: Engine, tiny_settings: Settings) -> None:
     base = Engine.load(tiny_settings.model_copy(update={"adapter": None, "heads": None}))
     pairs = [tone_pair(1.0, 2.0)]

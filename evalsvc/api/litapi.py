@@ -15,13 +15,16 @@ import litserve as ls
 
 from evalsvc.api.model_tier import ScoringTask
 from evalsvc.api.shared import SharedState
+from evalsvc.engine.placement import replica_device
 from evalsvc.settings import Settings
 
 SCORE_PATH = "/v1/score"
 
 
 class ScoringAPI(ls.LitAPI):
-    def __init__(self, settings: Settings, shared: SharedState) -> None:
+    def __init__(
+        self, settings: Settings, shared: SharedState, gpu_sets: list[tuple[int, ...]] | None = None
+    ) -> None:
         super().__init__(
             max_batch_size=settings.max_batch_size,
             batch_timeout=settings.batch_timeout_s,
@@ -29,6 +32,7 @@ class ScoringAPI(ls.LitAPI):
         )
         self.settings = settings
         self.shared = shared
+        self.gpu_sets = gpu_sets or []
         self._scorer: Any = None  # a BatchScorer, built by `setup` in the worker process
 
     def setup(self, device: str) -> None:
@@ -38,7 +42,9 @@ class ScoringAPI(ls.LitAPI):
         from evalsvc.scoring import ResultCache
         from evalsvc.store import Store
 
-        engine = Engine.load(self.settings.model_copy(update={"device": _torch_device(device)}))
+        engine = Engine.load(
+            self.settings.model_copy(update={"device": replica_device(device, self.gpu_sets)})
+        )
         engine.warmup()
         self._scorer = BatchScorer(
             engine, ResultCache(Store.from_settings(self.settings)), self.shared.metrics
@@ -56,8 +62,3 @@ class ScoringAPI(ls.LitAPI):
 
     def encode_response(self, output: Any) -> Any:
         return output
-
-
-def _torch_device(litserve_device: str) -> str:
-    """LitServe names devices 'cpu', 'cuda:0', 'mps:0'; Settings (and torch) take 'mps' for the last."""
-    return "mps" if litserve_device.startswith("mps") else litserve_device

@@ -70,6 +70,9 @@ class ModelInfo(BaseModel):
 
     fingerprint: str
     backbone: str
+    profile: str | None = Field(
+        None, description="Which judge: empathyeval, zero-shot, zero-shot-thinking or tiny (see README)."
+    )
     model_id: str
     model_revision: str | None
     weights_sha256: str | None

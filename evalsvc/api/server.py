@@ -28,6 +28,7 @@ from evalsvc.api.routes import add_routes
 from evalsvc.api.runs import add_run_routes
 from evalsvc.api.service import ScoreService
 from evalsvc.api.shared import SharedState
+from evalsvc.engine.placement import replica_gpu_sets
 from evalsvc.errors import ModelLoadError
 from evalsvc.scoring import ResultCache
 from evalsvc.settings import Settings
@@ -38,11 +39,13 @@ _REPLACED_ROUTES = frozenset({SCORE_PATH, "/health"})
 
 def build_server(settings: Settings) -> LitServer:
     shared = SharedState(settings.max_in_flight)
-    accelerator, devices = litserve_devices(settings.device)
+    accelerator, gpu_sets = serving_devices(settings.device, settings.gpus_per_replica)
     server = LitServer(
-        ScoringAPI(settings, shared),
+        ScoringAPI(settings, shared, gpu_sets),
         accelerator=accelerator,
-        devices=devices,
+        # One LitServe "device" per GPU set: LitServe takes one index per worker, which the worker
+        # turns back into its set (evalsvc.engine.placement.replica_device).
+        devices=list(range(len(gpu_sets))) if gpu_sets else 1,
         workers_per_device=settings.workers_per_device,
         # Bounds the wait in LitServe's queue: a request whose caller got its 504 is dropped, not scored.
         timeout=settings.request_timeout_s,
@@ -75,19 +78,21 @@ def build_server(settings: Settings) -> LitServer:
     return server
 
 
-def litserve_devices(device: str) -> tuple[str, int | list[int] | str]:
-    """Settings.device as LitServe's (accelerator, devices).
+def serving_devices(device: str, gpus_per_replica: int) -> tuple[str, list[tuple[int, ...]]]:
+    """Settings.device as LitServe's accelerator and the GPU sets of the model workers (none off CUDA).
 
-    'auto' is decided here with nvidia-smi: LitServe's own 'auto' picks CUDA only if torch happens to
-    be imported in the main process already.
+    'auto' and 'cuda' mean every GPU nvidia-smi sees, decided here: LitServe's own 'auto' picks CUDA
+    only if torch happens to be imported in the main process already.
     """
     if device == "auto":
         device = "cuda" if check_cuda_with_nvidia_smi() > 0 else "cpu"
-    if device.startswith("cuda:"):
-        return "cuda", [int(device.removeprefix("cuda:"))]
+    if not device.startswith("cuda"):
+        return device, []
     if device == "cuda":
-        return "cuda", "auto"
-    return device, 1
+        gpus: list[int] = list(range(check_cuda_with_nvidia_smi()))
+    else:
+        gpus = [int(gpu) for gpu in device.removeprefix("cuda:").split(",")]
+    return "cuda", replica_gpu_sets(gpus, gpus_per_replica)
 
 
 def serve(settings: Settings, log_level: str = "info") -> None:

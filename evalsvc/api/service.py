@@ -105,6 +105,7 @@ def stored_payload(row: Result, version: ModelVersion) -> dict[str, Any]:
         "model": {
             "fingerprint": version.fingerprint,
             "backbone": version.backbone,
+            "profile": version.profile,
             "model_id": version.model_id,
             "model_revision": version.model_revision,
             "weights_sha256": version.weights_sha256,

@@ -18,7 +18,7 @@ from pydantic import ValidationError
 from evalsvc.api.auth import LOCAL_TENANT, ensure_tenant
 from evalsvc.errors import ConfigurationError, EvalsvcError, UserInputError
 from evalsvc.reports.scope import tenant_id_by_name
-from evalsvc.settings import Settings
+from evalsvc.settings import PROFILES, Settings
 from evalsvc.store import Store
 
 EXIT_OK = 0
@@ -31,10 +31,14 @@ Handler = Callable[[argparse.Namespace, Settings], int]
 MODEL_FLAGS: dict[str, str] = {
     "model": "model",
     "model_revision": "model_revision",
+    "profile": "model_profile",
     "adapter": "adapter",
+    "merge_adapter": "merge_adapter",
     "heads": "heads",
     "device": "device",
     "dtype": "dtype",
+    "max_gpu_memory": "max_gpu_memory",
+    "attn_implementation": "attn_implementation",
     "max_new_tokens": "max_new_tokens",
     "temperature": "temperature",
     "top_p": "top_p",
@@ -50,14 +54,41 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
         "--model", help="hub id, local checkpoint directory, or 'tiny' (built-in random model)"
     )
     group.add_argument("--model-revision", help="hub revision (branch, tag or commit)")
-    group.add_argument("--adapter", help="LoRA adapter directory")
+    group.add_argument(
+        "--profile",
+        choices=PROFILES,
+        help="which judge the model is (default auto: told by its name): "
+        "empathyeval = Qwen3-Omni-30B-A3B-Captioner + the EmpathyEval adapter (+ heads), or that adapter "
+        "merged in; zero-shot = Qwen3-Omni-30B-A3B-Instruct, the paper's zero-shot baseline; "
+        "zero-shot-thinking = Qwen3-Omni-30B-A3B-Thinking, its reasoning removed from the assessment; "
+        "tiny = the built-in random model. The Captioner without the adapter is refused: it ignores "
+        "the judge prompt",
+    )
+    group.add_argument(
+        "--adapter", help="LoRA adapter directory (peft; transformers 4.x layouts are converted)"
+    )
     group.add_argument("--heads", help="regression heads directory")
     group.add_argument(
-        "--merge-adapter", action="store_true", default=None, help="merge LoRA weights into the model at load"
+        "--merge-adapter",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="merge LoRA weights into the model at load (default: on; unmerged is far slower on MoE experts)",
     )
-    group.add_argument("--device", help="auto, cpu, cuda or cuda:N")
+    group.add_argument(
+        "--device", help="auto, cpu, cuda, cuda:N, or cuda:N,M,... to spread one model over GPUs"
+    )
     group.add_argument("--dtype", choices=["auto", "float32", "bfloat16", "float16"])
-    group.add_argument("--max-new-tokens", type=int)
+    group.add_argument(
+        "--max-gpu-memory", help="weights budget per GPU, e.g. 40GiB (default: 85%% of each GPU)"
+    )
+    group.add_argument(
+        "--attn-implementation",
+        choices=["auto", "sdpa", "eager", "flash_attention_2", "flash_attention_3"],
+        help="auto (default): flash_attention_2 on CUDA when flash-attn is installed, else sdpa",
+    )
+    group.add_argument(
+        "--max-new-tokens", type=int, help="generation limit (default: 1024, Thinking 4096, tiny 256)"
+    )
     group.add_argument("--temperature", type=float, help="0 (default) is greedy; > 0 samples")
     group.add_argument("--top-p", type=float)
     group.add_argument("--seed", type=int, help="seed for sampled decoding")
@@ -104,8 +135,6 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         for flag, field in (MODEL_FLAGS | STORE_FLAGS).items()
         if getattr(args, flag, None) is not None
     }
-    if getattr(args, "merge_adapter", None):
-        overrides["merge_adapter"] = True
     return Settings(**overrides)
 
 

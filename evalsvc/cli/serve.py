@@ -17,6 +17,7 @@ SERVE_FLAGS: dict[str, str] = {
     "max_batch_size": "max_batch_size",
     "batch_timeout": "batch_timeout_s",
     "workers_per_device": "workers_per_device",
+    "gpus_per_replica": "gpus_per_replica",
     "api_servers": "api_servers",
     "max_in_flight": "max_in_flight",
     "max_payload_bytes": "max_payload_bytes",
@@ -37,7 +38,12 @@ def register(commands: argparse._SubParsersAction) -> None:
     group.add_argument("--port", type=int, help="default 8000")
     group.add_argument("--max-batch-size", type=int, help="largest dynamic batch (default 8; 1 = off)")
     group.add_argument("--batch-timeout", type=float, help="seconds a worker waits to fill a batch (0.01)")
-    group.add_argument("--workers-per-device", type=int, help="model workers per GPU or for the CPU (1)")
+    group.add_argument(
+        "--gpus-per-replica",
+        type=int,
+        help="GPUs each model worker spreads its model over (1; 8 GPUs, 2: 4 sets)",
+    )
+    group.add_argument("--workers-per-device", type=int, help="model workers per GPU set or for the CPU (1)")
     group.add_argument("--api-servers", type=int, help="HTTP front-end processes (one per model worker)")
     group.add_argument("--max-in-flight", type=int, help="scoring requests served at once; then 429 (64)")
     group.add_argument("--max-payload-bytes", type=int, help="largest request body; then 413 (72 MiB)")

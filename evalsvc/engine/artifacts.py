@@ -10,7 +10,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from evalsvc.engine.fingerprint import build_fingerprint
+from evalsvc.engine.profiles import ModelProfile, resolve_profile
 from evalsvc.engine.types import Decoding, ModelFingerprint
+from evalsvc.errors import ModelLoadError
 from evalsvc.settings import Settings
 
 
@@ -42,28 +44,37 @@ class ModelArtifacts:
     revision: str | None
     adapter: Path | None
     heads: Path | None
+    profile: ModelProfile
 
 
 def resolve_artifacts(settings: Settings) -> ModelArtifacts:
-    """Where the model, adapter and heads come from; `tiny` is built on first use."""
+    """Where the model, adapter and heads come from, and which judge they make; `tiny` is built on
+    first use. The Captioner without an adapter is refused here (`ModelNotAJudge`), before any cache
+    lookup or load."""
     if settings.uses_tiny_model:
         tiny = TinyModelPaths(settings.tiny_model_dir)
         if not tiny.complete():
             from evalsvc.engine.tiny import ensure_tiny_model  # torch: only when it must be built
 
             tiny = ensure_tiny_model(settings.tiny_model_dir, settings.tiny_seed)
-        return ModelArtifacts(
-            model=str(tiny.model),
-            revision=None,
-            adapter=settings.adapter or tiny.adapter,
-            heads=settings.heads or tiny.heads,
+        model, revision = str(tiny.model), None
+        adapter, heads = settings.adapter or tiny.adapter, settings.heads or tiny.heads
+    else:
+        model, revision, adapter, heads = (
+            settings.model,
+            settings.model_revision,
+            settings.adapter,
+            settings.heads,
         )
-    return ModelArtifacts(settings.model, settings.model_revision, settings.adapter, settings.heads)
+    if _looks_like_local_path(model) and not Path(model).expanduser().is_dir():
+        raise ModelLoadError(f"model directory {model} does not exist")
+    profile = resolve_profile(settings.model_profile, model, has_adapter=adapter is not None)
+    return ModelArtifacts(model, revision, adapter, heads, profile)
 
 
-def decoding_from_settings(settings: Settings) -> Decoding:
+def decoding_from_settings(settings: Settings, profile: ModelProfile) -> Decoding:
     return Decoding(
-        max_new_tokens=settings.max_new_tokens,
+        max_new_tokens=settings.max_new_tokens or profile.default_max_new_tokens,
         temperature=settings.temperature,
         top_p=settings.top_p,
         seed=settings.seed,
@@ -72,11 +83,20 @@ def decoding_from_settings(settings: Settings) -> Decoding:
 
 def configured_fingerprint(settings: Settings) -> ModelFingerprint:
     """The fingerprint `Engine.load(settings)` will have, computed from the artefact files alone."""
-    artifacts = resolve_artifacts(settings)
+    return fingerprint_of(resolve_artifacts(settings), settings)
+
+
+def fingerprint_of(artifacts: ModelArtifacts, settings: Settings) -> ModelFingerprint:
     return build_fingerprint(
         artifacts.model,
         artifacts.revision,
         artifacts.adapter,
         artifacts.heads,
-        decoding_from_settings(settings),
+        decoding_from_settings(settings, artifacts.profile),
+        artifacts.profile.name,
     )
+
+
+def _looks_like_local_path(model: str) -> bool:
+    """A hub id is `name` or `org/name`; anything else was meant as a directory on this machine."""
+    return model.startswith(("/", ".", "~")) or model.count("/") > 1

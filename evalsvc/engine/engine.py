@@ -111,7 +111,8 @@ class Engine:
     def _heads(self, hidden: torch.Tensor, attention_mask: torch.Tensor) -> list[Scores]:
         heads = self._loaded.heads
         assert heads is not None
-        values = heads(pool_hidden_states(hidden, attention_mask, heads.config.pooling)).cpu().tolist()
+        pooled = pool_hidden_states(hidden, attention_mask, heads.config.pooling)
+        values = heads(pooled.to(self.device)).cpu().tolist()  # the heads sit on the inputs' device
         return [Scores.from_values(row) for row in values]
 
     def _generate(
@@ -122,7 +123,7 @@ class Engine:
         options: dict[str, object] = {
             "max_new_tokens": decoding.max_new_tokens,
             "do_sample": not decoding.greedy,
-            "eos_token_id": processor.eos_token_id,
+            "eos_token_id": processor.stop_token_ids,
             "pad_token_id": processor.pad_token_id,
         }
         if not decoding.greedy:

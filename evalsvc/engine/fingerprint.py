@@ -37,6 +37,7 @@ def build_fingerprint(
     adapter: Path | None,
     heads: Path | None,
     decoding: Decoding,
+    profile: str | None = None,
 ) -> ModelFingerprint:
     model_id, resolved_revision, local_dir = resolve_checkpoint(model, revision)
     return ModelFingerprint(
@@ -48,6 +49,7 @@ def build_fingerprint(
         prompt_version=PROMPT_VERSION,
         decoding=decoding,
         packages=package_versions(),
+        profile=profile,
     )
 
 

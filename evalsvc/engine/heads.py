@@ -39,7 +39,8 @@ def pool_hidden_states(hidden: torch.Tensor, attention_mask: torch.Tensor, pooli
     is what keeps a pair's scores independent of the other pairs in its batch.
     """
     hidden = hidden.float()
-    mask = attention_mask.bool().unsqueeze(-1)
+    # On a model spread over GPUs the last hidden state is on the last one, the inputs on the first.
+    mask = attention_mask.to(hidden.device).bool().unsqueeze(-1)
     if pooling == "last":
         # Inputs are left-padded, so the final position is every row's last real token.
         return hidden[:, -1, :]

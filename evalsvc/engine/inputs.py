@@ -18,10 +18,12 @@ from transformers import AutoTokenizer, PreTrainedTokenizerBase
 from transformers.models.qwen3_omni_moe.processing_qwen3_omni_moe import _get_feat_extract_output_lengths
 
 from evalsvc.engine.features import LogMelExtractor
+from evalsvc.engine.profiles import strip_thinking
 from evalsvc.engine.prompt import render_prompt
 from evalsvc.engine.types import AudioPair
 
 AUDIO_PAD = "<|audio_pad|>"
+END_OF_TURN = "<|im_end|>"
 
 
 @dataclass
@@ -49,22 +51,50 @@ class ModelInputs:
 
 
 class AudioPromptProcessor:
-    """Features and token ids for judge prompts; the audio encoder's `n_window` sets token counts."""
+    """Features and token ids for judge prompts; the audio encoder's `n_window` sets token counts.
 
-    def __init__(self, tokenizer: PreTrainedTokenizerBase, features: LogMelExtractor, n_window: int) -> None:
+    `stop_token_ids` end a generation: `<|im_end|>`, the tokenizer's end token and every end token
+    of the checkpoint's generation config (Qwen's lists `<|endoftext|>` too), so a model that ends
+    its turn any way it was trained to stops there. With `strip_thinking` (the Thinking model) the
+    decoded text keeps only the answer after the reasoning.
+    """
+
+    def __init__(
+        self,
+        tokenizer: PreTrainedTokenizerBase,
+        features: LogMelExtractor,
+        n_window: int,
+        *,
+        stop_token_ids: int | Sequence[int] | None = None,
+        strip_thinking: bool = False,
+    ) -> None:
         self.tokenizer = tokenizer
         self.features = features
         self.n_window = n_window
+        self.strip_thinking = strip_thinking
         self._prefix, self._middle, self._suffix = _split_prompt()
+        configured = [stop_token_ids] if isinstance(stop_token_ids, int) else list(stop_token_ids or [])
+        ends = [tokenizer.convert_tokens_to_ids(END_OF_TURN), tokenizer.eos_token_id, *configured]
+        self.stop_token_ids: list[int] = sorted({token for token in ends if token is not None})
 
     @classmethod
-    def from_pretrained(cls, model: str | Path, revision: str | None, n_window: int) -> AudioPromptProcessor:
+    def from_pretrained(
+        cls,
+        model: str | Path,
+        revision: str | None,
+        n_window: int,
+        *,
+        stop_token_ids: int | Sequence[int] | None = None,
+        strip_thinking: bool = False,
+    ) -> AudioPromptProcessor:
         tokenizer = AutoTokenizer.from_pretrained(str(model), revision=revision)
-        return cls(tokenizer, LogMelExtractor.from_pretrained(model, revision=revision), n_window)
-
-    @property
-    def eos_token_id(self) -> int:
-        return self.tokenizer.convert_tokens_to_ids("<|im_end|>")
+        return cls(
+            tokenizer,
+            LogMelExtractor.from_pretrained(model, revision=revision),
+            n_window,
+            stop_token_ids=stop_token_ids,
+            strip_thinking=strip_thinking,
+        )
 
     @property
     def pad_token_id(self) -> int:
@@ -96,7 +126,8 @@ class AudioPromptProcessor:
         )
 
     def decode(self, token_ids: torch.Tensor) -> list[str]:
-        return [text.strip() for text in self.tokenizer.batch_decode(token_ids, skip_special_tokens=True)]
+        texts = [text.strip() for text in self.tokenizer.batch_decode(token_ids, skip_special_tokens=True)]
+        return [strip_thinking(text) for text in texts] if self.strip_thinking else texts
 
 
 def _split_prompt() -> tuple[str, str, str]:

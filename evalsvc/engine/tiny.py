@@ -5,7 +5,8 @@ path, so the project builds its own miniature of the real architecture and loads
 the code that loads the 30B model. Its scores are random numbers; only its plumbing is real.
 
 `ModelSize` sets its dimensions: `TINY` for the built-in model, larger ones for benchmarks that need
-the real model's per-token cost without its weights (bench/bench_gpu.py).
+the real model's per-token cost without its weights (bench/bench_gpu.py), and `QWEN3_OMNI_30B_A3B`,
+the published model, built only on the meta device to plan where its weights go.
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ from __future__ import annotations
 import json
 import shutil
 import tempfile
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,10 +28,11 @@ from transformers import (
 )
 from transformers.utils import logging as transformers_logging
 
-from evalsvc.engine.adapter import lora_config_for
+from evalsvc.engine.adapter import lora_config_for, quiet_peft
 from evalsvc.engine.artifacts import TinyModelPaths
 from evalsvc.engine.fingerprint import build_fingerprint
 from evalsvc.engine.heads import HeadsConfig, ScoreHeads
+from evalsvc.engine.profiles import PROFILE_FILE
 from evalsvc.engine.prompt import INSTRUCTION_TEXT, SYSTEM_TEXT
 from evalsvc.engine.types import Decoding
 
@@ -54,6 +55,13 @@ class ModelSize:
     audio_heads: int
     audio_ffn: int
     audio_downsample_hidden: int
+    vocab_size: int | None = None
+    """None: the tokenizer's own size."""
+    vision_depth: int = 1
+    vision_hidden: int = 32
+    vision_intermediate: int = 64
+    vision_heads: int = 2
+    vision_deepstack: tuple[int, ...] = (0,)
 
 
 TINY = ModelSize(
@@ -63,7 +71,7 @@ TINY = ModelSize(
     kv_heads=2,
     head_dim=16,
     intermediate=128,
-    moe_intermediate=32,
+    moe_intermediate=48,  # fused gate/up is 96 x 64: not square, so no transposition goes unnoticed
     experts=4,
     experts_per_token=2,
     audio_layers=1,
@@ -71,6 +79,30 @@ TINY = ModelSize(
     audio_heads=2,
     audio_ffn=64,
     audio_downsample_hidden=16,
+)
+# The published Qwen3-Omni-30B-A3B thinker (Captioner, Instruct and Thinking alike): 31.7 B parameters.
+# Built on the meta device only, to plan device maps and size hardware (nothing is allocated).
+QWEN3_OMNI_30B_A3B = ModelSize(
+    text_hidden=2048,
+    text_layers=48,
+    attention_heads=32,
+    kv_heads=4,
+    head_dim=128,
+    intermediate=768,
+    moe_intermediate=768,
+    experts=128,
+    experts_per_token=8,
+    audio_layers=32,
+    audio_hidden=1280,
+    audio_heads=20,
+    audio_ffn=5120,
+    audio_downsample_hidden=480,
+    vocab_size=152_064,
+    vision_depth=27,
+    vision_hidden=1152,
+    vision_intermediate=4304,
+    vision_heads=16,
+    vision_deepstack=(8, 16, 24),
 )
 SPECIAL_TOKENS = (
     "<|endoftext|>",
@@ -111,6 +143,11 @@ def build_tokenizer(vocab_size: int = 400) -> PreTrainedTokenizerFast:
         show_progress=False,
     )
     tokenizer.train_from_iterator(_CORPUS, trainer=trainer)
+    return wrap_tokenizer(tokenizer)
+
+
+def wrap_tokenizer(tokenizer: Tokenizer) -> PreTrainedTokenizerFast:
+    """A `tokenizers` tokenizer as transformers loads Qwen's: special tokens named, left padding, template."""
     fast = PreTrainedTokenizerFast(
         tokenizer_object=tokenizer,
         eos_token="<|im_end|>",
@@ -133,10 +170,11 @@ def build_tokenizer(vocab_size: int = 400) -> PreTrainedTokenizerFast:
 def build_thinker_config(
     tokenizer: PreTrainedTokenizerFast, size: ModelSize = TINY
 ) -> Qwen3OmniMoeThinkerConfig:
-    """The real architecture at `size` (the vision tower, unused by the judge, stays minimal)."""
+    """The real architecture at `size` (the vision tower, which the judge drops, minimal unless `size`
+    gives the real one)."""
     token = tokenizer.convert_tokens_to_ids
     text_config = {
-        "vocab_size": len(tokenizer),
+        "vocab_size": size.vocab_size or len(tokenizer),
         "hidden_size": size.text_hidden,
         "intermediate_size": size.intermediate,
         "num_hidden_layers": size.text_layers,
@@ -166,12 +204,12 @@ def build_thinker_config(
         "downsample_hidden_size": size.audio_downsample_hidden,
     }
     vision_config = {
-        "depth": 1,
-        "hidden_size": 32,
-        "intermediate_size": 64,
-        "num_heads": 2,
+        "depth": size.vision_depth,
+        "hidden_size": size.vision_hidden,
+        "intermediate_size": size.vision_intermediate,
+        "num_heads": size.vision_heads,
         "out_hidden_size": size.text_hidden,
-        "deepstack_visual_indexes": [0],
+        "deepstack_visual_indexes": list(size.vision_deepstack),
     }
     return Qwen3OmniMoeThinkerConfig(
         text_config=text_config,
@@ -217,6 +255,7 @@ def build_tiny_model(
         config = build_thinker_config(tokenizer, size)
         model = Qwen3OmniMoeThinkerForConditionalGeneration(config).to(dtype).eval()
         model.save_pretrained(staged.model)
+        (staged.model / PROFILE_FILE).write_text(json.dumps({"profile": "tiny"}) + "\n")
         tokenizer.save_pretrained(staged.model)
         WhisperFeatureExtractor(
             feature_size=128, sampling_rate=16_000, hop_length=160, n_fft=400
@@ -242,7 +281,6 @@ def build_tiny_model(
 def _build_adapter(model: Qwen3OmniMoeThinkerForConditionalGeneration, directory: Path, seed: int) -> None:
     """A LoRA adapter with non-zero random B matrices, so that applying it really changes outputs."""
     torch.manual_seed(seed + 2)
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated")
+    with quiet_peft():
         peft_model = get_peft_model(model, lora_config_for(model, init_lora_weights=False))
     peft_model.save_pretrained(directory)

@@ -73,7 +73,9 @@ class ModelFingerprint:
 
     `backbone` is the part heads are fitted on (weights, adapter, prompt): heads fitted on one backbone
     are meaningless on another. Package versions are provenance only; they are not part of `key`, so
-    a library upgrade does not silently invalidate every cached score.
+    a library upgrade does not silently invalidate every cached score. `profile` (evalsvc.engine.
+    profiles) says which judge this is and is part of `key`: the Thinking profile's assessments are
+    read differently (its reasoning is removed).
     """
 
     model_id: str
@@ -84,6 +86,7 @@ class ModelFingerprint:
     prompt_version: str
     decoding: Decoding
     packages: dict[str, str] = field(default_factory=dict, compare=False)
+    profile: str | None = None
 
     @property
     def backbone(self) -> str:
@@ -104,6 +107,7 @@ class ModelFingerprint:
                 "backbone": self.backbone,
                 "heads_sha256": self.heads_sha256,
                 "decoding": self.decoding.to_dict(),
+                "profile": self.profile,
             }
         )
 
@@ -111,6 +115,7 @@ class ModelFingerprint:
         return {
             "fingerprint": self.key,
             "backbone": self.backbone,
+            "profile": self.profile,
             "model_id": self.model_id,
             "model_revision": self.model_revision,
             "weights_sha256": self.weights_sha256,

@@ -131,6 +131,8 @@ class ModelVersion(Base):
     adapter_sha256: Mapped[str | None] = mapped_column(String(SHA256_HEX))
     heads_sha256: Mapped[str | None] = mapped_column(String(SHA256_HEX))
     prompt_version: Mapped[str] = mapped_column(String(100))
+    profile: Mapped[str | None] = mapped_column(String(40))
+    """Which judge (evalsvc.engine.profiles); NULL for versions recorded before profiles existed."""
     decoding: Mapped[dict[str, Any]]
     packages: Mapped[dict[str, Any]]
     created_at: Mapped[datetime] = mapped_column(server_default=func.now())

@@ -73,6 +73,7 @@ def ensure_model_version(session: Session, fingerprint: Fingerprint) -> int:
         "adapter_sha256": provenance["adapter_sha256"],
         "heads_sha256": provenance["heads_sha256"],
         "prompt_version": provenance["prompt_version"],
+        "profile": provenance["profile"],
         "decoding": provenance["decoding"],
         "packages": provenance["packages"],
     }

@@ -35,6 +35,7 @@ def make_fingerprint(**changes: object) -> ModelFingerprint:
         prompt_version="empathyeval-v1",
         decoding=Decoding(),
         packages={"evalsvc": "0.1.0"},
+        profile="empathyeval",
     )
     return replace(base, **changes)  # type: ignore[arg-type]
 

@@ -59,6 +59,7 @@ def test_a_result_round_trips_with_its_provenance(store: Store) -> None:
     assert version.backbone == fingerprint.backbone
     assert version.decoding == {"max_new_tokens": 256, "greedy": True}
     assert version.packages == {"evalsvc": "0.1.0"}
+    assert version.profile == "empathyeval"
 
 
 def test_model_versions_are_upserted(store: Store) -> None:

@@ -78,8 +78,13 @@ def test_only_the_misses_reach_the_engine_in_one_batch(engine: Engine, store: St
 
 @pytest.mark.parametrize(
     "change",
-    [{"heads_sha256": "0" * 64}, {"prompt_version": "empathyeval-v2"}, {"adapter_sha256": None}],
-    ids=["new-heads", "new-prompt", "no-adapter"],
+    [
+        {"heads_sha256": "0" * 64},
+        {"prompt_version": "empathyeval-v2"},
+        {"adapter_sha256": None},
+        {"profile": "zero-shot"},
+    ],
+    ids=["new-heads", "new-prompt", "no-adapter", "other-profile"],
 )
 def test_a_changed_fingerprint_scores_again(engine: Engine, store: Store, change: dict[str, object]) -> None:
     cache, pair = ResultCache(store), tone_pair(1.0, 1.0)
