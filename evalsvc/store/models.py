@@ -58,6 +58,8 @@ SHA256_HEX = 64
 MODES: tuple[str, ...] = get_args(Mode)
 _MODE_CHECK = "mode IN ({})".format(", ".join(f"'{mode}'" for mode in MODES))
 
+MAX_RUN_ID = 2**31 - 1
+"""runs.id is a 32-bit integer: a larger id cannot exist, and PostgreSQL refuses to compare with one."""
 # 64-bit ids where rows can number in the hundreds of millions; SQLite only auto-assigns ids to a
 # column declared exactly INTEGER PRIMARY KEY (its 64-bit rowid), so it gets INTEGER there.
 BigId = BigInteger().with_variant(Integer(), "sqlite")
