@@ -188,7 +188,12 @@ def test_server_side_paths_only_inside_the_data_roots(
     assert score(str(server.data_root / "sub" / "q.wav")).status_code == 200
     for refused in (str(outside), "../" * 8 + str(outside).lstrip("/"), "sub/../../secret.wav", "escape.wav"):
         assert_error(score(refused), 400, "path_not_allowed")
-    assert_error(score("sub/missing.wav"), 400, "audio_unreadable")
+    missing = score("sub/missing.wav")
+    assert_error(missing, 400, "audio_unreadable")
+    (server.data_root / "sub" / "notes.mp3").write_text("not audio")
+    for answer in (missing, score(str(server.data_root / "sub" / "notes.mp3"))):
+        message = answer.json()["error"]["message"]  # names the file as the client does, not the root
+        assert str(server.data_root) not in message and "'sub/" in message, message
 
 
 # --- every error code -----------------------------------------------------------------------------
