@@ -141,7 +141,9 @@ def test_schemathesis_finds_no_server_error_and_no_schema_mismatch(
         "--suppress-health-check", "all", "--request-timeout", "30",
         "--report", "json", "--report-json-path", str(report),
     ]  # fmt: skip
-    done = subprocess.run(command, capture_output=True, text=True, timeout=SCHEMATHESIS_SECONDS + 120)
+    done = subprocess.run(  # in tmp_path: schemathesis keeps a cache in its working directory
+        command, capture_output=True, text=True, timeout=SCHEMATHESIS_SECONDS + 120, cwd=tmp_path
+    )
     summary = json.loads(report.read_text())
     cases = summary["test_cases"]
     print(f"schemathesis: {cases['generated']} cases, {len(summary['failures'])} failures")  # for the log
