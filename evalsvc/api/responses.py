@@ -18,6 +18,7 @@ from starlette.requests import ClientDisconnect
 from starlette.responses import JSONResponse, Response
 from starlette.types import Send
 
+from evalsvc.api.schemas import NUL_FREE
 from evalsvc.errors import EvalsvcError, Unauthorized, ValidationFailed
 
 logger = logging.getLogger(__name__)
@@ -72,7 +73,10 @@ def validation_message(errors: list[dict[str, object]]) -> str:
     parts = []
     for item in errors[:10]:
         location = ".".join(str(part) for part in item.get("loc", ()) if part != "body")  # type: ignore[union-attr]
-        parts.append(f"{location or 'body'}: {item.get('msg')}")
+        message = item.get("msg")
+        if item.get("type") == "string_pattern_mismatch" and item.get("ctx", {}).get("pattern") == NUL_FREE:  # type: ignore[union-attr]
+            message = "must not contain a NUL character (\\u0000)"
+        parts.append(f"{location or 'body'}: {message}")
     return "; ".join(parts)
 
 
