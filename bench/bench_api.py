@@ -42,6 +42,7 @@ from evalsvc.engine.engine import Engine
 from evalsvc.engine.tiny import ensure_tiny_model
 from evalsvc.engine.types import AudioPair
 from evalsvc.settings import Settings
+from evalsvc.store import Store, create_tenant, issue_api_key
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples" / "pairs"
 EVALSVC = Path(sys.executable).with_name("evalsvc")
@@ -83,10 +84,12 @@ def _wav(samples: np.ndarray, rate: int) -> bytes:
 
 
 class Server:
-    """`evalsvc serve` on a free port with a fresh data directory, stopped with SIGINT."""
+    """`evalsvc serve` on a free port with a fresh data directory, stopped with SIGINT; without API
+    keys unless `auth` (then `key(tenant)` issues them)."""
 
-    def __init__(self, tiny_model: Path, root: Path, *flags: str) -> None:
+    def __init__(self, tiny_model: Path, root: Path, *flags: str, auth: bool = False) -> None:
         data_dir = root / "data"
+        self.settings = Settings(data_dir=data_dir)
         shutil.copytree(tiny_model, Settings(data_dir=data_dir).tiny_model_dir)
         with socket.socket() as probe:
             probe.bind(("127.0.0.1", 0))
@@ -97,7 +100,7 @@ class Server:
         self.log = root / "server.log"
         with self.log.open("wb") as sink:
             self.process = subprocess.Popen(
-                [*command, "--no-auth", "--log-level", "warning", *flags],
+                [*command, *([] if auth else ["--no-auth"]), "--log-level", "warning", *flags],
                 stdout=sink, stderr=subprocess.STDOUT, env=env, start_new_session=True,
             )  # fmt: skip
         deadline = time.monotonic() + 300
@@ -106,6 +109,13 @@ class Server:
                 self.stop()
                 raise RuntimeError(f"server did not start:\n{self.log.read_text()[-3000:]}")
             time.sleep(0.25)
+
+    def key(self, tenant: str) -> str:
+        store = Store.from_settings(self.settings)
+        with store.session() as session:
+            _row, key = issue_api_key(session, create_tenant(session, tenant).id, "benchmark")
+        store.dispose()
+        return key
 
     def _ready(self) -> bool:
         try:

@@ -15,6 +15,7 @@ import hashlib
 import io
 import stat
 import struct
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -46,6 +47,7 @@ _STREAMED_WAV_SIZE = 0x7FFF_0000
 # An MP3 without an exact Xing/LAME frame count has an estimated length; allow it to fall short a little.
 _COMPLETE_FRACTION = 0.99
 _FORMATS_HINT = "send WAV, FLAC, OGG/Vorbis or MP3"
+_HEAD_BYTES = 64
 
 
 @dataclass(frozen=True)
@@ -66,17 +68,19 @@ class DecodedAudio:
     sha256: str
 
 
-def decode_audio(source: bytes | str | Path, limits: AudioLimits) -> DecodedAudio:
+def decode_audio(source: bytes | str | Path, limits: AudioLimits, *, name: str | None = None) -> DecodedAudio:
     """Decode an encoded file (bytes, or a path to one) and validate it against `limits`.
 
-    Raises an `AudioError` subclass for anything the user must fix; no decoder exception escapes.
+    `name` is how messages call a file given by path (default: the path itself); callers that read
+    under a data root pass the path relative to it. Raises an `AudioError` subclass for anything the
+    user must fix; no decoder exception escapes.
     """
     data = bytes(source) if isinstance(source, bytearray | memoryview) else source
     if isinstance(data, bytes):
-        label, size, opened = "clip", len(data), io.BytesIO(data)
+        label, size = "clip", len(data)
     else:
         path = Path(data)
-        label = f"clip '{path}'"
+        label = f"clip '{name or path}'"
         try:
             status = path.stat()
         except OSError as error:
@@ -84,7 +88,6 @@ def decode_audio(source: bytes | str | Path, limits: AudioLimits) -> DecodedAudi
         if not stat.S_ISREG(status.st_mode):
             raise AudioUnreadable(f"{label} is not a regular file; pass the path of an audio file")
         size = status.st_size
-        opened = str(path)
     if size == 0:
         raise AudioEmpty(f"{label} is an empty file (0 bytes); send a recording")
     if size > limits.max_bytes:
@@ -93,10 +96,16 @@ def decode_audio(source: bytes | str | Path, limits: AudioLimits) -> DecodedAudi
             "(EVALSVC_AUDIO_MAX_BYTES); trim it or send a compressed format (FLAC, OGG, MP3)"
         )
     try:
-        with sf.SoundFile(opened) as sound:
+        # libsndfile always gets a stream, never the path: given a path, it blames a file it cannot
+        # parse on the path ("does not exist or is not a regular file") after its own checks.
+        stream: BinaryIO = io.BytesIO(data) if isinstance(data, bytes) else open(path, "rb")  # noqa: SIM115
+    except OSError as error:
+        raise AudioUnreadable(f"cannot read {label}: {error.strerror}") from error
+    try:
+        with stream, sf.SoundFile(stream) as sound:
             rate, announced = sound.samplerate, sound.frames
             if sound.format in ("WAV", "WAVEX"):
-                with io.BytesIO(data) if isinstance(data, bytes) else open(opened, "rb") as raw:
+                with io.BytesIO(data) if isinstance(data, bytes) else open(path, "rb") as raw:
                     _check_wav_complete(label, raw)
             _check_duration(label, announced, rate, limits)
             # libsndfile's int16 -> float conversion is a slow scalar loop; _finish does it exactly.
@@ -105,16 +114,55 @@ def decode_audio(source: bytes | str | Path, limits: AudioLimits) -> DecodedAudi
         raise
     except Exception as error:  # libsndfile and its codecs raise many types; all mean "cannot decode"
         detail = getattr(error, "error_string", None) or str(error) or type(error).__name__
-        raise AudioUnreadable(
-            f"cannot decode {label} ({detail.strip()}): it is damaged, cut short or not in a supported "
-            f"format; {_FORMATS_HINT}"
-        ) from error
+        raise AudioUnreadable(_undecodable(label, detail.strip(), _head(data))) from error
     if len(frames) < announced * _COMPLETE_FRACTION:
         raise AudioUnreadable(
             f"{label} is truncated: its header announces {announced / rate:.2f} s but only "
             f"{len(frames) / rate:.2f} s could be decoded; send the complete file"
         )
     return _finish(label, frames, rate)
+
+
+def name_under(path: Path, roots: Sequence[Path]) -> str:
+    """How messages name a file: relative to the data root that holds it, so that an answer never
+    shows where a server keeps its data; as given when no root holds it (the local CLI's files)."""
+    for root in roots:
+        if path.is_relative_to(root):
+            return str(path.relative_to(root))
+    return str(path)
+
+
+def _head(data: bytes | str | Path) -> bytes:
+    """The first bytes of the file, to say what it looks like when it is not audio."""
+    if isinstance(data, bytes):
+        return data[:_HEAD_BYTES]
+    try:
+        with open(data, "rb") as stream:
+            return stream.read(_HEAD_BYTES)
+    except OSError:
+        return b""
+
+
+def _undecodable(label: str, detail: str, head: bytes) -> str:
+    """What is wrong with a file libsndfile refused, in the user's terms rather than libsndfile's."""
+    if detail.rstrip(".") == "Format not recognised":
+        return f"{label} is not audio in a format evalsvc reads: {_looks_like(head)}; {_FORMATS_HINT}"
+    if detail.rstrip(".") == "File contains data in an unimplemented format":
+        return (
+            f"{label} starts like an audio file but its audio data cannot be decoded (an unsupported "
+            f"codec, or damaged); {_FORMATS_HINT}"
+        )
+    return f"cannot decode {label} ({detail}): it is damaged, cut short or not in a supported format; {_FORMATS_HINT}"
+
+
+def _looks_like(head: bytes) -> str:
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError:
+        text = ""
+    if text.strip() and all(char.isprintable() or char.isspace() for char in text):
+        return f"its content is text ({text.strip()[:40]!r})"
+    return "its bytes match none of the audio formats it reads; it may be damaged or another kind of file"
 
 
 def audio_from_array(samples: np.ndarray, sample_rate: int, limits: AudioLimits) -> DecodedAudio:

@@ -16,6 +16,7 @@ README) and `http_status`. Anything that is not an `EvalsvcError` is a bug in ev
     │   │   └── PathNotAllowed             path_not_allowed        400
     │   ├── Unauthorized                   unauthorized            401
     │   ├── NotFound                       not_found               404
+    │   ├── RequestTimeout                 request_timeout         408 (headers or body sent too slowly)
     │   ├── PayloadTooLarge                payload_too_large       413
     │   ├── UnsupportedMediaType           unsupported_media_type  415
     │   ├── ValidationFailed               validation_failed       422
@@ -114,6 +115,13 @@ class NotFound(UserInputError):
 
     code = "not_found"
     http_status = 404
+
+
+class RequestTimeout(UserInputError):
+    """The client sent its request too slowly; the connection is closed with the answer."""
+
+    code = "request_timeout"
+    http_status = 408
 
 
 class PayloadTooLarge(UserInputError):

@@ -2,6 +2,10 @@
 
 Manifests and human-label files are validated whole before anything is stored, and every problem is
 reported with its line number; both read their rows here so that they number lines alike.
+
+A row with a NUL character (U+0000) in any key or value, nested ones included, is a problem here:
+no text a user means has one, and PostgreSQL cannot store it in text or JSONB (it would fail the
+whole insert, long after validation said the file was fine).
 """
 
 from __future__ import annotations
@@ -14,6 +18,31 @@ from typing import Any
 
 Row = tuple[int, dict[str, Any] | str]
 """(line number, the row as a dict, or the reason the line is not a row)."""
+NUL_PROBLEM = "contains a NUL character (\\u0000), which cannot be stored; remove it"
+
+
+def nul_field(value: Any, where: str = "") -> str | None:
+    """The field (`meta.speaker`, say) of the first NUL character in `value`, or None if it has none."""
+    if isinstance(value, str):
+        return where or "the row" if "\x00" in value else None
+    items: list[tuple[str, Any]] = []
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if "\x00" in str(key):
+                return f"a key of {where or 'the row'}"
+            items.append((f"{where}.{key}" if where else str(key), item))
+    elif isinstance(value, list):
+        items = [(f"{where}[{index}]", item) for index, item in enumerate(value)]
+    for field, item in items:
+        found = nul_field(item, field)
+        if found is not None:
+            return found
+    return None
+
+
+def _checked(number: int, row: dict[str, Any]) -> Row:
+    field = nul_field(row)
+    return (number, f"{field} {NUL_PROBLEM}") if field is not None else (number, row)
 
 
 def jsonl_rows(text: str) -> Iterator[Row]:
@@ -30,7 +59,7 @@ def jsonl_rows(text: str) -> Iterator[Row]:
         except (ValueError, RecursionError) as error:
             yield number, f"not valid JSON ({error})"
             continue
-        yield number, row if isinstance(row, dict) else "not a JSON object"
+        yield _checked(number, row) if isinstance(row, dict) else (number, "not a JSON object")
 
 
 def csv_rows(text: str) -> Iterator[Row]:
@@ -63,4 +92,4 @@ def csv_rows(text: str) -> Iterator[Row]:
         if len(cells) != len(columns):
             yield line, f"{len(cells)} cells, but the header has {len(columns)} columns"
             continue
-        yield line, dict(zip(columns, cells, strict=True))
+        yield _checked(line, dict(zip(columns, cells, strict=True)))

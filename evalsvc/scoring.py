@@ -18,8 +18,8 @@ only loading the engine does.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Protocol
 
 from evalsvc.audio import DecodedAudio
@@ -28,6 +28,7 @@ from evalsvc.engine.types import AudioPair, ModelFingerprint, PairResult, Scores
 from evalsvc.errors import SCORE_PARSE_CODES, ItemError
 from evalsvc.settings import Mode, Settings
 from evalsvc.store import (
+    Grant,
     Result,
     ResultRecord,
     Store,
@@ -117,14 +118,16 @@ class ResultCache:
     ) -> list[ScoredPair | None]:
         """Stored answers for `pairs` (None where there is none), in one query.
 
-        With `tenant_id`, every hit becomes visible to that tenant: it has now received it.
+        With `tenant_id`, every hit becomes visible to that tenant (it has now received it) and is
+        answered as the tenant sees it (`as_seen_by`).
         """
         keys = [_key(pair, fingerprint, mode) for pair in pairs]
+        grants: Mapping[int, Grant] = {}
         with self.store.session() as session:
             rows = find_results(session, keys)
             if tenant_id is not None and rows:
-                grant_results(session, tenant_id, (row.id for row in rows.values()))
-        return [_from_row(rows[key]) if key in rows else None for key in keys]
+                grants = grant_results(session, tenant_id, (row.id for row in rows.values()))
+        return [as_seen_by(_from_row(rows[key]), grants) if key in rows else None for key in keys]
 
     def save(
         self,
@@ -135,7 +138,8 @@ class ResultCache:
         *,
         tenant_id: int | None = None,
     ) -> list[int | None]:
-        """Store new results in one transaction; their ids, or None for results not worth keeping."""
+        """Store new results in one transaction; their ids (with `tenant_id`: the tenant's numbers for
+        them), or None for results not worth keeping."""
         keys = [_key(pair, fingerprint, mode) for pair in pairs]
         records = [
             _record(key, pair, mode, result)
@@ -150,7 +154,8 @@ class ResultCache:
             )
             ids = store_results(session, version_id, records)
             if tenant_id is not None:
-                grant_results(session, tenant_id, ids.values())
+                grants = grant_results(session, tenant_id, ids.values())
+                ids = {key: grants[result_id].number for key, result_id in ids.items()}
         # Remembered only once committed: a rolled-back transaction may have taken the row with it.
         self._model_versions[fingerprint.key] = version_id
         return [
@@ -169,7 +174,8 @@ def score_pairs(
     """Score `pairs`, answering from `cache` what it holds and sending only the rest to `scorer`.
 
     Without a cache every pair is scored and nothing is stored (`id` None). `tenant_id` records that
-    the tenant received these results (visibility); it does not change the cache key.
+    the tenant received these results (visibility) and answers as the tenant sees them (`as_seen_by`);
+    it does not change the cache key: the computation is shared.
     """
     if cache is None:
         return [ScoredPair(result, None, cached=False) for result in scorer.score(pairs, mode)]
@@ -183,6 +189,16 @@ def score_pairs(
         for index, result, result_id in zip(misses, results, ids, strict=True):
             answers[index] = ScoredPair(result, result_id, cached=False)
     return [answer for answer in answers if answer is not None]
+
+
+def as_seen_by(scored: ScoredPair, grants: Mapping[int, Grant]) -> ScoredPair:
+    """A stored answer as the tenant holding `grants` sees it: by its number, and `cached` only when
+    the tenant had received the result before. Whether another tenant scored the pair first must not
+    show: the result is shared, the signal is not."""
+    grant = grants.get(scored.id) if scored.id is not None else None
+    if grant is None:
+        return scored
+    return replace(scored, id=grant.number, cached=scored.cached and not grant.new)
 
 
 def result_payload(

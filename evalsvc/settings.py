@@ -121,6 +121,27 @@ class Settings(BaseSettings):
     max_in_flight: int = Field(
         64, ge=1, description="Scoring requests being served at once (all front ends); beyond it: 429."
     )
+    max_in_flight_per_tenant: int | None = Field(
+        None,
+        ge=1,
+        description="Scoring requests one tenant may have served at once (all front ends); beyond it: "
+        "429. Default: max_in_flight (no share of its own).",
+    )
+    header_timeout_s: float = Field(
+        20.0,
+        gt=0.0,
+        description="Time a client has to send a request's line and headers, from connecting (or from "
+        "the request's first byte on a kept-alive connection); beyond it: 408 and the connection closes.",
+    )
+    body_timeout_s: float = Field(
+        20.0,
+        gt=0.0,
+        description="Time a client has to send a request's body, extended by a second per "
+        "body_min_bytes_per_s bytes received; beyond it: 408 and the connection closes.",
+    )
+    body_min_bytes_per_s: int = Field(
+        500, ge=1, description="The upload rate that keeps extending body_timeout_s (bytes per second)."
+    )
     max_payload_bytes: int = Field(
         72 * 1024 * 1024,
         gt=0,
@@ -216,6 +237,10 @@ class Settings(BaseSettings):
         if not self.auth_enabled and self.host not in LOOPBACK_HOSTS:
             raise ValueError("auth may be turned off only when the server binds a loopback host (127.0.0.1)")
         return self
+
+    @property
+    def in_flight_per_tenant(self) -> int:
+        return min(self.max_in_flight_per_tenant or self.max_in_flight, self.max_in_flight)
 
     @property
     def uses_tiny_model(self) -> bool:

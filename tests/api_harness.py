@@ -18,7 +18,7 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,6 +35,7 @@ from evalsvc.engine.tiny import TinyModelPaths
 from evalsvc.settings import Settings
 from evalsvc.store import Store, issue_api_key
 from evalsvc.store.migrate import upgrade
+from tests.helpers import running_in_ci
 
 EVALSVC = Path(sys.executable).with_name("evalsvc")
 START_TIMEOUT_S = 180
@@ -88,10 +89,26 @@ def shared_server(
     tiny_paths: TinyModelPaths,
     name: str,
     flags: Sequence[str],
+    *,
+    postgres: bool = False,
 ) -> RunningServer:
-    """The server called `name` of this session, started with `flags` on first use."""
+    """The server called `name` of this session, started with `flags` on first use.
+
+    With `postgres` it runs on a PostgreSQL database of its own (dropped at the end of the session);
+    a skip when PostgreSQL is unreachable, and a failure then in CI.
+    """
     if name not in _servers:
-        _servers[name] = start_server(tmp_path_factory.mktemp(f"server-{name}"), tiny_paths, flags)
+        databases = ExitStack()
+        database_url = databases.enter_context(postgres_database()) if postgres else None
+        if postgres and database_url is None:
+            databases.close()
+            if running_in_ci():
+                pytest.fail("PostgreSQL is unreachable (CI=true: the tests on PostgreSQL must run)")
+            pytest.skip("PostgreSQL is unreachable")
+        config.add_cleanup(databases.close)
+        _servers[name] = start_server(
+            tmp_path_factory.mktemp(f"server-{name}"), tiny_paths, flags, database_url
+        )
         config.add_cleanup(lambda: stop_server(_servers.pop(name)))
     return _servers[name]
 

@@ -1,8 +1,10 @@
-"""240 malformed `/v1/score` requests against the real server: no 5xx, and it stays healthy.
+"""Malformed requests against the real server, on SQLite and on PostgreSQL: no 5xx, and it stays healthy.
 
-Requests are drawn from a seeded generator (reproducible) across the ways a body goes wrong: random
-bytes behind real format magic, truncated WAVs, wrong JSON types, huge fields, bad base64, broken
-multipart, wrong content types. Each must get a 4xx with the JSON error shape.
+240 `/v1/score` requests are drawn from a seeded generator (reproducible) across the ways a body goes
+wrong: random bytes behind real format magic, truncated WAVs, wrong JSON types, huge fields, bad
+base64, broken multipart, wrong content types. Then the reads and bulk runs get what PostgreSQL
+refuses and SQLite accepts: NUL characters in query parameters, form fields and manifest fields, and
+integers beyond 64 bits. Each must get a 4xx with the JSON error shape, on both backends.
 """
 
 from __future__ import annotations
@@ -18,18 +20,28 @@ import httpx
 import pytest
 
 from evalsvc.engine.tiny import TinyModelPaths
-from tests.api_harness import AUTH_SERVER_FLAGS, RunningServer, shared_server, wav_bytes
+from tests.api_harness import (
+    AUTH_SERVER_FLAGS,
+    RunningServer,
+    shared_server,
+    wav_bytes,
+)
 
 PER_KIND = 24
 MAGIC = (b"RIFF\x24\x08\x00\x00WAVEfmt ", b"fLaC", b"OggS", b"ID3\x03\x00", b"\xff\xfb\x90", b"")
 Request = tuple[str, dict[str, Any]]
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
 def server(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, tiny_paths: TinyModelPaths
 ) -> RunningServer:
-    return shared_server(request.config, tmp_path_factory, tiny_paths, "auth", AUTH_SERVER_FLAGS)
+    """The session's main server (SQLite), or its twin on PostgreSQL (also schemathesis's)."""
+    if request.param == "sqlite":
+        return shared_server(request.config, tmp_path_factory, tiny_paths, "auth", AUTH_SERVER_FLAGS)
+    return shared_server(
+        request.config, tmp_path_factory, tiny_paths, "auth-pg", AUTH_SERVER_FLAGS, postgres=True
+    )
 
 
 def multipart(query: bytes, response: bytes, **fields: str) -> dict[str, Any]:
@@ -168,3 +180,76 @@ def test_malformed_requests_never_get_a_5xx(server: RunningServer) -> None:
         timeout=60,
     )
     assert answer.status_code == 200, answer.text
+
+
+NUL = "\x00"
+LONG = str(2**63)  # one more than a 64-bit column holds
+READS: list[tuple[str, dict[str, Any]]] = [
+    ("/v1/reports/leaderboard", {"dataset": NUL}),
+    ("/v1/reports/leaderboard", {"run": LONG}),
+    ("/v1/reports/leaderboard", {"sort": f"avg{NUL}"}),
+    ("/v1/reports/runs/1/agreement", {"labels": f"a{NUL}b"}),
+    ("/v1/reports/compare", {"run": ["1"], "system": [NUL, "b"]}),
+    ("/v1/reports/compare", {"run": ["1", "2"], "dataset": f"d{NUL}"}),
+    ("/v1/reports/runs/1/html", {"labels": NUL}),
+    ("/v1/reports/runs/1/export", {"system": f"a{NUL}"}),
+    ("/v1/reports/runs/1/export", {"format": "csv", "dataset": NUL}),
+    (f"/v1/reports/runs/{LONG}/summary", {}),
+    ("/v1/runs/1/results", {"after": LONG}),
+    ("/v1/runs/1/results", {"after": "-1"}),
+    (f"/v1/runs/{LONG}", {}),
+    (f"/v1/results/{LONG}", {}),
+    ("/v1/results/%00", {}),
+]
+
+
+def manifest_with(rng: random.Random, root: str) -> bytes:
+    """A one-row manifest with NUL in one field (nested in meta, or in a key)."""
+    row: dict[str, Any] = {
+        "id": "a", "query_audio": f"{root}/q.wav", "response_audio": f"{root}/r.wav", "system": "s",
+        "dataset": "d", "meta": {"speaker": "s1"},
+    }  # fmt: skip
+    field = rng.choice(["id", "system", "dataset", "query_emotion", "meta", "meta-key", "meta-list"])
+    if field == "meta":
+        row["meta"]["speaker"] = f"s{NUL}1"
+    elif field == "meta-key":
+        row["meta"] = {f"k{NUL}": 1}
+    elif field == "meta-list":
+        row["meta"] = {"tags": ["ok", NUL]}
+    else:
+        row[field] = f"x{NUL}y"
+    return (json.dumps(row) + "\n").encode()
+
+
+def test_nul_characters_and_huge_integers_are_4xx_on_every_backend(server: RunningServer) -> None:
+    """PostgreSQL refuses NUL in text and integers beyond 64 bits: each must be refused before it."""
+    key = server.api_key("fuzz-params")
+    (server.data_root / "q.wav").write_bytes(wav_bytes(0.5, 300.0))
+    (server.data_root / "r.wav").write_bytes(wav_bytes(0.5, 450.0))
+    rng = random.Random(12)
+    outcomes: list[tuple[str, int, str]] = []
+    with httpx.Client(base_url=server.url, headers={"X-API-Key": key}, timeout=60) as client:
+        for path, params in READS:
+            answer = client.get(path, params=params)
+            outcomes.append((f"GET {path} {params!r}", answer.status_code, answer.text))
+        assert "must not contain a NUL character" in outcomes[0][2]  # said so, not as a regex
+        for index in range(12):
+            manifest = manifest_with(rng, str(server.data_root))
+            answer = client.post(
+                "/v1/runs", files={"manifest": ("m.jsonl", manifest)}, data={"name": f"run {index}"}
+            )
+            outcomes.append((f"POST /v1/runs {manifest!r}", answer.status_code, answer.text))
+            assert answer.json()["error"]["code"] == "manifest_invalid", answer.text
+            assert "NUL" in answer.json()["error"]["problems"][0]["message"]
+        answer = client.post(
+            "/v1/runs", files={"manifest": ("m.jsonl", b"{}")}, data={"name": f"bad{NUL}name"}
+        )
+        outcomes.append(("POST /v1/runs name with NUL", answer.status_code, answer.text))
+        # The export's error came before its 200: the same keep-alive connection serves the next one.
+        assert client.get("/v1/reports/runs/1/export", params={"dataset": NUL}).status_code == 422
+        assert client.get("/health").status_code == 200
+
+    failures = [(name, status, text[:300]) for name, status, text in outcomes if not 400 <= status < 500]
+    assert not failures, failures
+    for _name, _status, text in outcomes:
+        assert {"code", "message"} <= set(json.loads(text)["error"])

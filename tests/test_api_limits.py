@@ -16,10 +16,13 @@ from pathlib import Path
 
 import httpx
 import pytest
+from sqlalchemy import create_engine
 
+from evalsvc.api.auth import LOCAL_TENANT, ensure_tenant
 from evalsvc.cli import main
 from evalsvc.cli.common import EXIT_CONFIG_ERROR, EXIT_USER_ERROR
 from evalsvc.engine.tiny import TinyModelPaths
+from evalsvc.store import RunItemSpec, Store
 from tests.api_harness import (
     EVALSVC,
     LIMITS_SERVER_FLAGS,
@@ -32,6 +35,7 @@ from tests.api_harness import (
     wav_bytes,
 )
 from tests.helpers import running_in_ci
+from tests.store.factories import SeededItem, seed_run
 
 
 @pytest.fixture(scope="module")
@@ -106,6 +110,35 @@ def test_database_down_is_503_and_the_server_recovers(server: RunningServer) -> 
         set_connections_allowed(server.database_url, True)
     assert httpx.get(f"{server.url}/ready").status_code == 200
     assert httpx.post(f"{server.url}/v1/score", files=files(50), timeout=30).status_code == 200
+
+
+def test_an_export_that_fails_is_answered_with_its_error_not_a_cut_200(server: RunningServer) -> None:
+    """The export's first batch is read before the answer starts: a failing query is a 500 with a
+    JSON body, not a 200 whose body stops short (a client would take a truncated CSV for the data)."""
+    if server.database_url is None:
+        if running_in_ci():
+            pytest.fail("PostgreSQL is unreachable (CI=true: this test must run)")
+        pytest.skip("PostgreSQL is unreachable")
+    store = Store(server.database_url)
+    items = [
+        SeededItem(RunItemSpec("a", "q.wav", "r.wav", "s", "d"), "1" * 64, "2" * 64, scores=(1, 2, 3, 4))
+    ]
+    run_id = seed_run(store, items, mode="scores", tenant_id=ensure_tenant(store, LOCAL_TENANT).id)
+    store.dispose()
+    export = f"{server.url}/v1/reports/runs/{run_id}/export"
+    assert httpx.get(export).status_code == 200
+    admin = create_engine(server.database_url, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as connection:  # the run is there; the query over its items fails
+            connection.exec_driver_sql("ALTER TABLE run_items RENAME TO run_items_elsewhere")
+        answer = httpx.get(export, params={"format": "csv"})
+        assert answer.status_code == 500, answer.text
+        assert answer.json()["error"]["code"] == "internal_error"
+    finally:
+        with admin.connect() as connection:
+            connection.exec_driver_sql("ALTER TABLE run_items_elsewhere RENAME TO run_items")
+        admin.dispose()
+    assert httpx.get(export).status_code == 200
 
 
 def test_scoring_over_the_time_limit_is_504_and_cache_hits_still_answer(server: RunningServer) -> None:

@@ -188,7 +188,12 @@ def test_server_side_paths_only_inside_the_data_roots(
     assert score(str(server.data_root / "sub" / "q.wav")).status_code == 200
     for refused in (str(outside), "../" * 8 + str(outside).lstrip("/"), "sub/../../secret.wav", "escape.wav"):
         assert_error(score(refused), 400, "path_not_allowed")
-    assert_error(score("sub/missing.wav"), 400, "audio_unreadable")
+    missing = score("sub/missing.wav")
+    assert_error(missing, 400, "audio_unreadable")
+    (server.data_root / "sub" / "notes.mp3").write_text("not audio")
+    for answer in (missing, score(str(server.data_root / "sub" / "notes.mp3"))):
+        message = answer.json()["error"]["message"]  # names the file as the client does, not the root
+        assert str(server.data_root) not in message and "'sub/" in message, message
 
 
 # --- every error code -----------------------------------------------------------------------------
@@ -250,10 +255,34 @@ def test_tenant_a_cannot_see_tenant_b_results(server: RunningServer, key_a: str,
     )
     assert_error(httpx.get(f"{server.url}/v1/results/{scored['id']}", headers=as_b), 404, "not_found")
 
-    # B asking for the same pair gets the shared (cached) result, and from then on may read it.
-    mine = httpx.post(f"{server.url}/v1/score", headers=as_b, files=files(query, response), timeout=60).json()
-    assert mine["cached"] is True and mine["id"] == scored["id"]
-    assert httpx.get(f"{server.url}/v1/results/{scored['id']}", headers=as_b).status_code == 200
+
+def test_nothing_in_an_answer_tells_a_tenant_what_other_tenants_submitted(server: RunningServer) -> None:
+    """A pair another tenant scored first is answered from the store (the computation is shared),
+    but as a first answer: `cached` false and the tenant's own next number, never the other's id."""
+    first, second = server.api_key("cache-signal-1"), server.api_key("cache-signal-2")
+    query, response = wav_bytes(1.2, 297.0), wav_bytes(1.1, 443.0)
+
+    def score(key: str, q: bytes = query) -> dict[str, Any]:
+        answer = httpx.post(
+            f"{server.url}/v1/score", headers={"X-API-Key": key}, files=files(q, response), timeout=60
+        )
+        assert answer.status_code == 200, answer.text
+        return answer.json()
+
+    for repeat in range(3):  # tenant 1 builds up numbers 1..3
+        score(first, wav_bytes(1.2, 301.0 + repeat))
+    by_first = score(first)
+    assert by_first["cached"] is False and by_first["id"] == 4
+    hits_before = metric(server, "evalsvc_cache_hits_total")
+
+    by_second = score(second)
+    assert metric(server, "evalsvc_cache_hits_total") == hits_before + 1  # shared: not scored again
+    assert by_second["cached"] is False and by_second["id"] == 1
+    assert by_second["scores"] == by_first["scores"]
+    again = score(second)
+    assert again["cached"] is True and again["id"] == 1  # its own repeat is a cache hit to it
+    stored = httpx.get(f"{server.url}/v1/results/1", headers={"X-API-Key": second}).json()
+    assert stored["id"] == 1 and stored["scores"] == by_first["scores"]
 
 
 # --- batching -------------------------------------------------------------------------------------

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import multiprocessing
+import multiprocessing.synchronize
 from pathlib import Path
 
 import pytest
@@ -12,12 +13,12 @@ from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 
 from evalsvc.api.inputs import resolve_data_path
-from evalsvc.api.limits import InFlightCounter
+from evalsvc.api.limits import InFlightSlots
 from evalsvc.api.metrics import SharedMetrics, route_template
 from evalsvc.api.server import serving_devices
 from evalsvc.api.shared import ModelInfoSlot
 from evalsvc.engine.types import Decoding, ModelFingerprint
-from evalsvc.errors import PathNotAllowed
+from evalsvc.errors import Overloaded, PathNotAllowed
 from evalsvc.settings import Settings
 
 
@@ -41,10 +42,10 @@ def test_paths_inside_a_root_resolve(tmp_path: Path) -> None:
     first, second = tmp_path / "one", tmp_path / "two"
     (second / "sub").mkdir(parents=True)
     first.mkdir()
-    assert resolve_data_path("query", "sub/x.wav", [first, second]).parent.name == "sub"
-    assert (
-        resolve_data_path("query", str(second / "sub" / "x.wav"), [first, second]) == second / "sub" / "x.wav"
-    )
+    found = resolve_data_path("query", "sub/x.wav", [first, second])
+    assert found.path.parent.name == "sub" and found.shown == "sub/x.wav"
+    found = resolve_data_path("query", str(second / "sub" / "x.wav"), [first, second])
+    assert found.path == second / "sub" / "x.wav" and found.shown == "sub/x.wav"  # messages hide the root
 
 
 def _record(metrics: SharedMetrics) -> None:
@@ -85,12 +86,40 @@ def test_endpoint_labels_are_route_templates() -> None:
     assert route_template(routes, scope("/../../etc")) == "other"
 
 
-def test_in_flight_counter_bounds_and_releases() -> None:
-    counter = InFlightCounter(2)
-    assert counter.try_acquire() and counter.try_acquire()
-    assert not counter.try_acquire()
-    counter.release()
-    assert counter.try_acquire() and counter.current == 2
+def test_in_flight_slots_bound_all_tenants_and_each_one() -> None:
+    slots = InFlightSlots(bound=3, per_tenant=2)
+    with slots.slot(1), slots.slot(1):
+        with pytest.raises(Overloaded, match="tenant has 2"), slots.slot(1):
+            pass
+        with slots.slot(2):  # another tenant still gets the last slot
+            assert slots.current == 3
+            with pytest.raises(Overloaded, match="more than 3"), slots.slot(3):
+                pass
+    assert slots.current == 0
+    with slots.slot(1):
+        assert slots.current == 1
+
+
+def _hold(slots: InFlightSlots, tenant: int, held: multiprocessing.synchronize.Event) -> None:
+    with slots.slot(tenant):
+        held.set()
+        multiprocessing.get_context("fork").Event().wait(2)
+
+
+def test_in_flight_slots_are_shared_by_forked_processes() -> None:
+    slots = InFlightSlots(bound=1, per_tenant=1)
+    context = multiprocessing.get_context("fork")
+    held = context.Event()
+    child = context.Process(target=_hold, args=(slots, 7, held))
+    child.start()
+    try:
+        assert held.wait(30)
+        with pytest.raises(Overloaded), slots.slot(8):
+            pass
+    finally:
+        child.join(30)
+    with slots.slot(8):
+        assert slots.current == 1
 
 
 def test_model_info_slot_round_trips_a_fingerprint() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import random
 import struct
 from pathlib import Path
 
@@ -222,6 +223,30 @@ def test_garbage_bytes_are_unreadable(garbage: bytes) -> None:
         decode_audio(garbage, LIMITS)
     assert error.value.code == "audio_unreadable"
     assert "send WAV, FLAC, OGG/Vorbis or MP3" in error.value.message
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "says"),
+    [
+        ("text.mp3", b"I lost my job today and I feel useless.\n", "its content is text ('I lost my job"),
+        ("random_bytes.flac", random.Random(7).randbytes(3000), "match none of the audio formats"),
+        ("random_magic.flac", b"fLaC" + bytes(64), "starts like an audio file"),
+    ],
+)
+def test_a_file_that_is_not_audio_says_what_is_wrong_with_it(
+    tmp_path: Path, name: str, content: bytes, says: str
+) -> None:
+    """By path, libsndfile itself called these 'does not exist or is not a regular file (a pipe?)'."""
+    path = tmp_path / name
+    path.write_bytes(content)
+    for source in (path, content):
+        with pytest.raises(AudioUnreadable) as error:
+            decode_audio(source, LIMITS)
+        assert says in error.value.message
+        assert "does not exist" not in error.value.message and "pipe" not in error.value.message
+    with pytest.raises(AudioUnreadable) as error:
+        decode_audio(path, LIMITS, name=f"audio/{name}")
+    assert f"clip 'audio/{name}'" in error.value.message and str(tmp_path) not in error.value.message
 
 
 @pytest.mark.parametrize(

@@ -1,4 +1,5 @@
-"""API-key authentication as a pure-ASGI middleware: every route needs a key except the probes.
+"""API-key authentication as a pure-ASGI middleware: every route needs a key except the probes, `/`
+(what this server is) and the documentation (`/docs`, `/openapi.json`).
 
 A key arrives as `Authorization: Bearer KEY` or `X-API-Key: KEY` and is looked up (by its sha256) in
 the store; the tenant it belongs to is put in the ASGI scope for the routes (`tenant_of`). LitServe's
@@ -19,11 +20,13 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import HTTPConnection
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from evalsvc.api.docs import ASSETS_PATH, DOCS_PATH
 from evalsvc.api.responses import send_error
 from evalsvc.errors import StoreError, StoreUnavailable, Unauthorized
 from evalsvc.store import Store, Tenant, create_tenant, tenant_for_api_key
 
-PUBLIC_PATHS = frozenset({"/health", "/ready", "/metrics", "/openapi.json", "/docs", "/docs/oauth2-redirect"})
+PUBLIC_PATHS = frozenset({"/", "/health", "/ready", "/metrics", "/openapi.json", DOCS_PATH})
+PUBLIC_PREFIXES = (f"{ASSETS_PATH}/",)
 LOCAL_TENANT = "local"
 _SCOPE_KEY = "evalsvc.tenant"
 
@@ -42,11 +45,23 @@ def tenant_of(connection: HTTPConnection) -> TenantRef:
 
 
 def presented_key(connection: HTTPConnection) -> str | None:
-    authorization = connection.headers.get("authorization", "")
+    """The one API key the request presents; None when it presents none.
+
+    A request that presents a credential evalsvc cannot use (another `Authorization` scheme) or two
+    different keys is refused (`Unauthorized`), even if one of them is valid: which of two
+    credentials the caller meant is not for the server to guess.
+    """
+    authorization = connection.headers.get("authorization")
+    header_key = connection.headers.get("x-api-key", "").strip() or None
+    if authorization is None:
+        return header_key
     scheme, _, credentials = authorization.partition(" ")
-    if scheme.lower() == "bearer" and credentials.strip():
-        return credentials.strip()
-    return connection.headers.get("x-api-key", "").strip() or None
+    bearer = credentials.strip() if scheme.lower() == "bearer" else ""
+    if not bearer:
+        raise Unauthorized("the Authorization header must be 'Bearer KEY'")
+    if header_key is not None and header_key != bearer:
+        raise Unauthorized("two different API keys (Authorization and X-API-Key); send one")
+    return bearer
 
 
 class TenantResolver:
@@ -92,12 +107,14 @@ class AuthMiddleware:
         self.resolver = resolver
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] in PUBLIC_PATHS:
+        path = scope["path"] if scope["type"] == "http" else ""
+        if scope["type"] != "http" or path in PUBLIC_PATHS or path.startswith(PUBLIC_PREFIXES):
             await self.app(scope, receive, send)
             return
         try:
-            tenant = await run_in_threadpool(self.resolver.resolve, presented_key(HTTPConnection(scope)))
-        except StoreError as error:
+            key = presented_key(HTTPConnection(scope))
+            tenant = await run_in_threadpool(self.resolver.resolve, key)
+        except (StoreError, Unauthorized) as error:
             await send_error(send, error)
             return
         if tenant is None:

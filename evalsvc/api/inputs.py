@@ -22,7 +22,6 @@ from time import perf_counter
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
-from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.formparsers import MultiPartException
@@ -47,11 +46,20 @@ _MAX_FORM_FIELD_BYTES = MAX_METADATA_BYTES + 1024
 
 
 @dataclass(frozen=True)
-class RawScoreRequest:
-    """A parsed request before decoding: each clip as its encoded bytes or a vetted server path."""
+class DataFile:
+    """A vetted file under a data root, and the name messages show for it: relative to its root, so
+    an answer never reveals where the server keeps its data."""
 
-    query: bytes | Path
-    response: bytes | Path
+    path: Path
+    shown: str
+
+
+@dataclass(frozen=True)
+class RawScoreRequest:
+    """A parsed request before decoding: each clip as its encoded bytes or a vetted server file."""
+
+    query: bytes | DataFile
+    response: bytes | DataFile
     mode: Mode
     metadata: dict[str, Any]
 
@@ -85,8 +93,9 @@ class _FormFields(BaseModel):
         return value
 
 
-async def read_score_request(request: Request, settings: Settings) -> ScoreInput:
-    """Parse, vet and decode; raises a `UserInputError` subclass for anything the caller must fix."""
+async def read_score_request(request: Request, settings: Settings) -> RawScoreRequest:
+    """Read and vet the body (decoding is `decode_raw_request`, once the request holds an in-flight
+    slot); raises a `UserInputError` subclass for anything the caller must fix."""
     media_type = request.headers.get("content-type", "").partition(";")[0].strip().lower()
     if media_type == "multipart/form-data":
         raw = await _read_multipart(request, settings)
@@ -97,7 +106,7 @@ async def read_score_request(request: Request, settings: Settings) -> ScoreInput
             f"unsupported content type {media_type or '(none)'!r}; send multipart/form-data "
             "(files query and response) or application/json"
         )
-    return await run_in_threadpool(decode_raw_request, raw, AudioLimits.from_settings(settings))
+    return raw
 
 
 def decode_raw_request(raw: RawScoreRequest, limits: AudioLimits) -> ScoreInput:
@@ -106,7 +115,10 @@ def decode_raw_request(raw: RawScoreRequest, limits: AudioLimits) -> ScoreInput:
     decoded = []
     for side, source in zip(SIDES, (raw.query, raw.response), strict=True):
         try:
-            decoded.append(decode_audio(source, limits))
+            if isinstance(source, DataFile):
+                decoded.append(decode_audio(source.path, limits, name=source.shown))
+            else:
+                decoded.append(decode_audio(source, limits))
         except AudioError as error:
             raise type(error)(f"{side}: {error.message}") from error
     return ScoreInput(AudioPair(*decoded), raw.mode, raw.metadata, (perf_counter() - started) * 1e3)
@@ -131,7 +143,7 @@ def _from_json_body(body: bytes, settings: Settings) -> RawScoreRequest:
     )
 
 
-def _json_source(side: str, source: AudioSource, roots: list[Path], limits: AudioLimits) -> bytes | Path:
+def _json_source(side: str, source: AudioSource, roots: list[Path], limits: AudioLimits) -> bytes | DataFile:
     if source.path is not None:
         return resolve_data_path(side, source.path, roots)
     assert source.audio_b64 is not None
@@ -190,7 +202,7 @@ def _check_metadata_size(metadata: dict[str, Any]) -> None:
         raise ValidationFailed(f"metadata: larger than {MAX_METADATA_BYTES // 1024} KiB")
 
 
-def resolve_data_path(side: str, raw: str, roots: list[Path]) -> Path:
+def resolve_data_path(side: str, raw: str, roots: list[Path]) -> DataFile:
     """A server-side path, accepted only inside a data root after resolving symlinks and `..`.
 
     Relative paths are taken relative to each root in turn. The check is on the resolved path, so a
@@ -205,5 +217,5 @@ def resolve_data_path(side: str, raw: str, roots: list[Path]) -> Path:
         except (OSError, ValueError, RuntimeError):  # NUL bytes, names too long, symlink loops
             continue
         if candidate.is_relative_to(resolved_root):
-            return candidate
+            return DataFile(candidate, str(candidate.relative_to(resolved_root)))
     raise PathNotAllowed(f"{side}.path: not under a configured data root")

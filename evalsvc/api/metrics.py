@@ -26,8 +26,11 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 OTHER = "other"
 STATUSES: tuple[str, ...] = (
-    "200", "400", "401", "404", "405", "413", "415", "422", "429", "500", "503", "504", "other",
+    "200", "201", "400", "401", "404", "405", "408", "413", "415", "422", "429", "499", "500", "503",
+    "504", "other",
 )  # fmt: skip
+CLIENT_CLOSED = 499
+"""nginx's status for a request whose client hung up before the answer was sent: not a server error."""
 LATENCY_BUCKETS: tuple[float, ...] = (
     0.005,
     0.01,
@@ -196,7 +199,12 @@ def route_template(routes: Sequence[BaseRoute], scope: Scope) -> str:
 
 
 class RequestMetricsMiddleware:
-    """Counts and times every HTTP answer by endpoint and status (outermost: sees 401s, 413s, 429s)."""
+    """Counts and times every HTTP answer by endpoint and status (outermost: sees 401s, 413s, 429s).
+
+    A request whose client hung up before the answer was complete counts as 499, whatever the app
+    then tried to answer (FastAPI calls a body cut short "There was an error parsing the body", 400;
+    a route reading it itself gets `ClientDisconnect`): 5xx alerts are for the server's faults.
+    """
 
     def __init__(self, app: ASGIApp, metrics: SharedMetrics, router: Router) -> None:
         self.app = app
@@ -209,15 +217,25 @@ class RequestMetricsMiddleware:
             return
         started = time.perf_counter()
         status = 500
+        complete = client_gone = False
 
         async def capture(message: Message) -> None:
-            nonlocal status
+            nonlocal status, complete
             if message["type"] == "http.response.start":
                 status = message["status"]
+            elif message["type"] == "http.response.body" and not message.get("more_body", False):
+                complete = True  # before sending: a disconnect noticed from here on is no hang-up
             await send(message)
 
+        async def watch() -> Message:
+            nonlocal client_gone
+            message = await receive()
+            client_gone = client_gone or (message["type"] == "http.disconnect" and not complete)
+            return message
+
         try:
-            await self.app(scope, receive, capture)
+            await self.app(scope, watch, capture)
         finally:
             endpoint = route_template(self.router.routes, scope)
-            self.metrics.observe_request(endpoint, status, time.perf_counter() - started)
+            answered = CLIENT_CLOSED if client_gone else status
+            self.metrics.observe_request(endpoint, answered, time.perf_counter() - started)

@@ -9,10 +9,14 @@
 
 The JSON answers are the models of `evalsvc.reports.schemas`, as `evalsvc report ... --json` prints
 them. Routes are plain `def`s: FastAPI runs them in its thread pool, so database reads and numpy
-never block the event loop. Another tenant's run or label set is a 404, like a missing one.
+never block the event loop. Another tenant's run or label set is a 404, like a missing one. Text
+parameters are names of stored things: at most 200 characters, without NUL (`schemas.Name`).
 
 Exports stream: text formats chunk by chunk from a server-side cursor; Parquet (written whole before
-its footer can exist) through a temporary file that spills to disk beyond a few MiB.
+its footer can exist) through a temporary file that spills to disk beyond a few MiB. The first batch
+is read before the answer starts, so a query that fails is answered with its error, not with 200
+and a cut body. `result_id` in an export is the tenant's own number for the result, as in every
+answer of the API.
 """
 
 from __future__ import annotations
@@ -20,13 +24,15 @@ from __future__ import annotations
 import tempfile
 from collections.abc import Iterator
 from functools import partial
+from itertools import chain
 from typing import Annotated, Any
 
 from fastapi import FastAPI, Path, Query, Request
-from fastapi.responses import HTMLResponse, StreamingResponse
+from fastapi.responses import HTMLResponse, Response, StreamingResponse
+from pydantic import Field
 
 from evalsvc.api.auth import tenant_of
-from evalsvc.api.schemas import ErrorResponse
+from evalsvc.api.schemas import NUL_FREE, ErrorResponse, Name
 from evalsvc.reports import (
     agreement_report,
     compare,
@@ -40,9 +46,9 @@ from evalsvc.reports.compare import DEFAULT_RESAMPLES, DEFAULT_TIE_MARGIN, MAX_R
 from evalsvc.reports.export import MEDIA_TYPES, ExportFormat, encode_text, write_parquet
 from evalsvc.reports.queries import Match, PairBy
 from evalsvc.reports.schemas import AgreementReport, Comparison, Leaderboards, RunSummary
-from evalsvc.reports.scope import MAX_RUN_ID, runs_for
+from evalsvc.reports.scope import MAX_RUN_ID
 from evalsvc.reports.summary import SORT_KEYS
-from evalsvc.store import Store
+from evalsvc.store import Store, tenant_result_numbers
 
 PREFIX = "/v1/reports"
 RUN = f"{PREFIX}/runs/{{run_id}}"
@@ -60,8 +66,18 @@ _RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 RunId = Annotated[int, Path(ge=1, le=MAX_RUN_ID, description="A run of the caller's tenant.")]
-Runs = Annotated[list[int], Query(description="Run ids (repeat the parameter).")]
-Dataset = Annotated[str | None, Query(max_length=200)]
+Runs = Annotated[
+    list[Annotated[int, Field(ge=1, le=MAX_RUN_ID)]], Query(description="Run ids (repeat the parameter).")
+]
+OptionalName = Annotated[str | None, Query(min_length=1, max_length=200, pattern=NUL_FREE)]
+LabelSetName = Annotated[
+    str, Query(min_length=1, max_length=200, pattern=NUL_FREE, description="Label set name.")
+]
+_EXPORT_CONTENT = {
+    "text/csv": {"schema": {"type": "string"}},
+    "application/x-ndjson": {"schema": {"type": "string"}},
+    "application/vnd.apache.parquet": {"schema": {"type": "string", "format": "binary"}},
+}
 
 
 def add_report_routes(app: FastAPI, store: Store) -> None:
@@ -82,7 +98,7 @@ def add_report_routes(app: FastAPI, store: Store) -> None:
     def leaderboard(
         request: Request,
         run: Runs = [],  # noqa: B006 (FastAPI copies defaults per request)
-        dataset: Dataset = None,
+        dataset: OptionalName = None,
         sort: Annotated[str, Query(description=f"One of {', '.join(SORT_KEYS)}.")] = "avg",
     ) -> Leaderboards:
         with store.session() as session:
@@ -92,9 +108,9 @@ def add_report_routes(app: FastAPI, store: Store) -> None:
     def paired(
         request: Request,
         run: Runs,
-        system: Annotated[list[str], Query(description="System A, then system B.")] = [],  # noqa: B006
+        system: Annotated[list[Name], Query(description="System A, then system B.")] = [],  # noqa: B006
         pair_by: PairBy | None = None,
-        dataset: Dataset = None,
+        dataset: OptionalName = None,
         tie_margin: Annotated[float, Query(ge=0.0, le=4.0)] = DEFAULT_TIE_MARGIN,
         resamples: Annotated[int, Query(ge=1, le=MAX_RESAMPLES)] = DEFAULT_RESAMPLES,
         seed: Annotated[int, Query(ge=0, le=2**32 - 1)] = 0,
@@ -121,7 +137,7 @@ def add_report_routes(app: FastAPI, store: Store) -> None:
     def agreement(
         request: Request,
         run_id: RunId,
-        labels: Annotated[str, Query(min_length=1, max_length=200, description="Label set name.")],
+        labels: LabelSetName,
         match: Match = "item",
     ) -> AgreementReport:
         with store.session() as session:
@@ -129,25 +145,22 @@ def add_report_routes(app: FastAPI, store: Store) -> None:
 
     @get(
         f"{RUN}/export",
-        response_class=StreamingResponse,
+        response_class=Response,
+        responses=_RESPONSES
+        | {200: {"description": "The rows, in the format asked for.", "content": _EXPORT_CONTENT}},
         summary="Items joined with results",
     )
     def export(
         request: Request,
         run_id: RunId,
         fmt: Annotated[ExportFormat, Query(alias="format")] = "csv",
-        dataset: Dataset = None,
-        system: Annotated[str | None, Query(max_length=200)] = None,
+        dataset: OptionalName = None,
+        system: OptionalName = None,
     ) -> StreamingResponse:
-        tenant_id = tenant_of(request).id
-        with store.session() as session:
-            runs_for(session, [run_id], tenant_id)  # a 404 before the response starts, not mid-stream
-
-        def batches() -> Iterator[list[dict[str, object]]]:
-            with store.session() as session:
-                yield from export_batches(session, [run_id], tenant_id, dataset=dataset, system=system)
-
-        body = _spooled_parquet(batches()) if fmt == "parquet" else encode_text(batches(), fmt)
+        batches = _tenant_export(store, run_id, tenant_of(request).id, dataset=dataset, system=system)
+        first = next(batches, None)  # the query runs now: a 404 or a database error is still an answer
+        rows = chain([] if first is None else [first], batches)
+        body = _spooled_parquet(rows) if fmt == "parquet" else encode_text(rows, fmt)
         return StreamingResponse(
             body,
             media_type=MEDIA_TYPES[fmt],
@@ -158,12 +171,26 @@ def add_report_routes(app: FastAPI, store: Store) -> None:
     def html(
         request: Request,
         run_id: RunId,
-        labels: Annotated[str | None, Query(min_length=1, max_length=200)] = None,
+        labels: OptionalName = None,
         match: Match = "item",
     ) -> HTMLResponse:
         with store.session() as session:
             page = run_report_html(session, run_id, tenant_of(request).id, labels=labels, match=match)
         return HTMLResponse(page)
+
+
+def _tenant_export(
+    store: Store, run_id: int, tenant_id: int, *, dataset: str | None, system: str | None
+) -> Iterator[list[dict[str, object]]]:
+    """The run's export batches, `result_id` turned into the tenant's own number for each result."""
+    with store.session() as session:
+        for batch in export_batches(session, [run_id], tenant_id, dataset=dataset, system=system):
+            linked = [row["result_id"] for row in batch if row["result_id"] is not None]
+            numbers = tenant_result_numbers(session, tenant_id, linked)  # type: ignore[arg-type]
+            for row in batch:
+                if row["result_id"] is not None:
+                    row["result_id"] = numbers.get(row["result_id"])  # type: ignore[call-overload]
+            yield batch
 
 
 def _spooled_parquet(batches: Iterator[list[dict[str, object]]]) -> Iterator[bytes]:

@@ -2,7 +2,8 @@
 
 Used by the exception handlers of the app and by the pure-ASGI middlewares (which answer before any
 route runs). Anything that is not an `EvalsvcError` is a bug: it is logged with its traceback and
-answered 500 `internal_error`, never with a stack trace.
+answered 500 `internal_error`, never with a stack trace. A client that hangs up before its request
+is read is no bug: it is logged in one line, and counted as 499 by the request metrics.
 """
 
 from __future__ import annotations
@@ -13,9 +14,11 @@ import logging
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.responses import JSONResponse
+from starlette.requests import ClientDisconnect
+from starlette.responses import JSONResponse, Response
 from starlette.types import Send
 
+from evalsvc.api.schemas import NUL_FREE
 from evalsvc.errors import EvalsvcError, Unauthorized, ValidationFailed
 
 logger = logging.getLogger(__name__)
@@ -39,11 +42,14 @@ def error_body(code: str, message: str) -> dict[str, dict[str, str]]:
 
 
 def error_headers(error: EvalsvcError) -> dict[str, str]:
-    """Retry-After on the transient statuses, WWW-Authenticate on 401 (RFC 9110)."""
+    """Retry-After on the transient statuses, WWW-Authenticate on 401 (RFC 9110); `Connection: close`
+    where the body may be left unread (408, 413), so its rest is never taken for a next request."""
     if error.http_status in (429, 503):
         return {"Retry-After": "1"}
     if error.http_status == 401:
         return {"WWW-Authenticate": 'Bearer realm="evalsvc"'}
+    if error.http_status in (408, 413):
+        return {"Connection": "close"}
     return {}
 
 
@@ -67,7 +73,10 @@ def validation_message(errors: list[dict[str, object]]) -> str:
     parts = []
     for item in errors[:10]:
         location = ".".join(str(part) for part in item.get("loc", ()) if part != "body")  # type: ignore[union-attr]
-        parts.append(f"{location or 'body'}: {item.get('msg')}")
+        message = item.get("msg")
+        if item.get("type") == "string_pattern_mismatch" and item.get("ctx", {}).get("pattern") == NUL_FREE:  # type: ignore[union-attr]
+            message = "must not contain a NUL character (\\u0000)"
+        parts.append(f"{location or 'body'}: {message}")
     return "; ".join(parts)
 
 
@@ -91,6 +100,10 @@ def install_error_handlers(app: FastAPI) -> None:
         assert isinstance(error, RequestValidationError)
         return error_response(ValidationFailed(validation_message(list(error.errors()))))
 
+    async def client_disconnected(request: Request, _error: Exception) -> Response:
+        logger.info("the client hung up before %s %s was read", request.method, request.url.path)
+        return Response(status_code=499)  # nobody reads it; the metrics count the hang-up
+
     async def unexpected_error(request: Request, error: Exception) -> JSONResponse:
         logger.exception("unexpected error on %s %s", request.method, request.url.path, exc_info=error)
         return JSONResponse(
@@ -100,4 +113,5 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(EvalsvcError, evalsvc_error)
     app.add_exception_handler(StarletteHTTPException, http_error)
     app.add_exception_handler(RequestValidationError, request_validation_error)
+    app.add_exception_handler(ClientDisconnect, client_disconnected)
     app.add_exception_handler(Exception, unexpected_error)

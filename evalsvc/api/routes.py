@@ -1,53 +1,65 @@
-"""The HTTP routes, each a call into `inputs` and `service`; and the OpenAPI entry of `/v1/score`.
+"""The HTTP routes, each a call into `inputs` and `service`.
 
-`/v1/score` reads its body itself (two content types), so FastAPI cannot derive the request schema
-from a signature: it is declared in `openapi_extra`, with `ScoreRequest` added to the components.
+`/v1/score` reads its body first and takes an in-flight slot only then (a slow upload holds no
+slot), then decodes and scores while it holds it. Its OpenAPI entry is declared in `openapi`.
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import FastAPI, Path, Request
 from fastapi.responses import JSONResponse, PlainTextResponse
 from starlette.concurrency import run_in_threadpool
 
+from evalsvc import __version__
 from evalsvc.api.auth import tenant_of
-from evalsvc.api.inputs import read_score_request
+from evalsvc.api.docs import DOCS_PATH
+from evalsvc.api.inputs import decode_raw_request, read_score_request
 from evalsvc.api.litapi import SCORE_PATH
+from evalsvc.api.openapi import score_request_body
 from evalsvc.api.responses import error_response
 from evalsvc.api.schemas import (
     ERROR_RESPONSES,
+    MAX_ID,
     ErrorResponse,
     HealthResponse,
     ReadyResponse,
-    ScoreRequest,
     ScoreResponse,
+    ServiceIndex,
     StoredResult,
 )
 from evalsvc.api.service import ScoreService
 from evalsvc.api.shared import SharedState
-from evalsvc.engine.types import MODES
+from evalsvc.audio import AudioLimits
 from evalsvc.errors import NotReady
 from evalsvc.settings import Settings
 
 RESULT_PATH = "/v1/results/{result_id}"
-_MAX_ID = 2**63 - 1
 PROMETHEUS_TEXT = "text/plain; version=0.0.4; charset=utf-8"
 
 
 def add_routes(app: FastAPI, settings: Settings, service: ScoreService, shared: SharedState) -> None:
+    limits = AudioLimits.from_settings(settings)
+
+    @app.get("/", response_model=ServiceIndex, summary="What this server is (no key needed)", tags=["probes"])
+    async def index() -> ServiceIndex:
+        return ServiceIndex(version=__version__, docs=DOCS_PATH, openapi=app.openapi_url or "/openapi.json")
+
     @app.post(
         SCORE_PATH,
         response_model=ScoreResponse,
         responses=ERROR_RESPONSES,
-        openapi_extra=_score_request_body(),
+        openapi_extra=score_request_body(),
         summary="Judge one spoken query/response pair",
         tags=["scoring"],
     )
     async def score(request: Request) -> JSONResponse:
-        score_input = await read_score_request(request, settings)
-        return JSONResponse(await service.score(tenant_of(request), score_input))
+        raw = await read_score_request(request, settings)
+        tenant = tenant_of(request)
+        with shared.in_flight.slot(tenant.id):
+            score_input = await run_in_threadpool(decode_raw_request, raw, limits)
+            return JSONResponse(await service.score(tenant, score_input))
 
     @app.get(
         RESULT_PATH,
@@ -58,7 +70,7 @@ def add_routes(app: FastAPI, settings: Settings, service: ScoreService, shared: 
         tags=["scoring"],
     )
     async def stored_result(
-        request: Request, result_id: Annotated[int, Path(ge=1, le=_MAX_ID)]
+        request: Request, result_id: Annotated[int, Path(ge=1, le=MAX_ID)]
     ) -> JSONResponse:
         return JSONResponse(await run_in_threadpool(service.stored_result, tenant_of(request), result_id))
 
@@ -83,44 +95,3 @@ def add_routes(app: FastAPI, settings: Settings, service: ScoreService, shared: 
     @app.get("/metrics", response_class=PlainTextResponse, summary="Prometheus metrics", tags=["probes"])
     async def metrics() -> PlainTextResponse:
         return PlainTextResponse(shared.metrics.render(shared.in_flight.current), media_type=PROMETHEUS_TEXT)
-
-    _add_request_schemas(app)
-
-
-def _score_request_body() -> dict[str, Any]:
-    multipart = {
-        "type": "object",
-        "required": ["query", "response"],
-        "properties": {
-            "query": {"type": "string", "format": "binary", "description": "The user's spoken query."},
-            "response": {"type": "string", "format": "binary", "description": "The spoken response judged."},
-            "mode": {"type": "string", "enum": list(MODES), "default": "scores"},
-            "metadata": {"type": "string", "description": "A JSON object, echoed back (at most 64 KiB)."},
-        },
-    }
-    return {
-        "requestBody": {
-            "required": True,
-            "content": {
-                "multipart/form-data": {"schema": multipart},
-                "application/json": {"schema": {"$ref": "#/components/schemas/ScoreRequest"}},
-            },
-        }
-    }
-
-
-def _add_request_schemas(app: FastAPI) -> None:
-    """Put `ScoreRequest` (and what it refers to) into the generated document's components."""
-    generate = app.openapi
-
-    def openapi() -> dict[str, Any]:
-        if app.openapi_schema is None:
-            document = generate()
-            schema = ScoreRequest.model_json_schema(ref_template="#/components/schemas/{model}")
-            components = document.setdefault("components", {}).setdefault("schemas", {})
-            components.update(schema.pop("$defs", {}))
-            components["ScoreRequest"] = schema
-            app.openapi_schema = document
-        return app.openapi_schema
-
-    app.openapi = openapi  # type: ignore[method-assign]

@@ -23,7 +23,7 @@ from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from evalsvc.api.auth import tenant_of
-from evalsvc.api.schemas import ERROR_RESPONSES, ErrorResponse
+from evalsvc.api.schemas import ERROR_RESPONSES, MAX_ID, NUL_FREE, ErrorResponse
 from evalsvc.bulk.manifest import manifest_format, parse_manifest
 from evalsvc.bulk.queue import ShardQueue
 from evalsvc.bulk.results import MEDIA_TYPES, ResultFormat, encode_rows, read_page
@@ -31,10 +31,10 @@ from evalsvc.bulk.service import cancel_run, queue_run, record_run, run_summary
 from evalsvc.errors import ManifestInvalid, QueueUnavailable
 from evalsvc.settings import Mode, Settings
 from evalsvc.store import Store
+from evalsvc.store.models import MAX_RUN_ID
 
 RUNS_PATH = "/v1/runs"
-_MAX_ID = 2**31 - 1
-_RunId = Annotated[int, Path(ge=1, le=_MAX_ID)]
+_RunId = Annotated[int, Path(ge=1, le=MAX_RUN_ID)]
 
 
 class ManifestProblemModel(BaseModel):
@@ -118,7 +118,7 @@ def add_run_routes(app: FastAPI, settings: Settings, store: Store) -> None:
     async def create_run(
         request: Request,
         manifest: Annotated[UploadFile, File(description="The manifest: a .jsonl or .csv file.")],
-        name: Annotated[str, Form(min_length=1, max_length=200)],
+        name: Annotated[str, Form(min_length=1, max_length=200, pattern=NUL_FREE)],
         mode: Annotated[Mode, Form()] = "scores",
         skip_invalid: Annotated[bool, Form()] = False,
     ) -> JSONResponse:
@@ -155,6 +155,7 @@ def add_run_routes(app: FastAPI, settings: Settings, store: Store) -> None:
 
     @app.get(
         RUNS_PATH + "/{run_id}/results",
+        response_class=Response,
         responses=errors
         | not_found
         | {
@@ -170,7 +171,9 @@ def add_run_routes(app: FastAPI, settings: Settings, store: Store) -> None:
     async def results(
         request: Request,
         run_id: _RunId,
-        after: Annotated[int, Query(ge=0, description="Cursor: the X-Next-Cursor of the previous page.")] = 0,
+        after: Annotated[
+            int, Query(ge=0, le=MAX_ID, description="Cursor: the X-Next-Cursor of the previous page.")
+        ] = 0,
         limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
         format: Annotated[ResultFormat, Query()] = "jsonl",
     ) -> Response:

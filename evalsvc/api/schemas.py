@@ -6,14 +6,20 @@ stored result) and `cached`, so one parser reads both.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from evalsvc.settings import Mode
 
 MAX_METADATA_BYTES = 64 * 1024
 """Metadata is a label for the caller (run name, system, item id), not a place for data."""
+MAX_ID = 2**63 - 1
+"""The largest id a 64-bit column holds: larger ones cannot exist, and PostgreSQL refuses to compare."""
+NUL_FREE = r"^[^\x00]*$"
+"""Text that reaches the database may not hold NUL (U+0000): PostgreSQL can neither store nor compare it."""
+Name = Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=NUL_FREE)]
+"""A name of something stored (system, dataset, label set, run): the width of its column, no NUL."""
 
 
 class AudioSource(BaseModel):
@@ -57,7 +63,7 @@ class ScoreValues(BaseModel):
 
 class AudioInfo(BaseModel):
     sha256: str = Field(description="sha256 of the decoded 16 kHz mono samples: the cache key.")
-    duration_s: float
+    duration_s: float | None = Field(description="Always given when scoring; a stored result may lack it.")
 
 
 class PairAudioInfo(BaseModel):
@@ -122,6 +128,15 @@ class StoredResult(BaseModel):
     error: ErrorDetail | None = None
 
 
+class ServiceIndex(BaseModel):
+    """`GET /`: which service answers, and where its documentation is."""
+
+    service: str = "evalsvc"
+    version: str
+    docs: str = Field(description="Swagger UI (served locally: works offline).")
+    openapi: str = Field(description="This API's OpenAPI document.")
+
+
 class HealthResponse(BaseModel):
     status: str = "alive"
 
@@ -142,7 +157,8 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
         "EVALSVC_AUDIO_MAX_BYTES (audio_too_large).",
         415: "Neither multipart/form-data nor application/json (unsupported_media_type).",
         422: "Fields missing or of the wrong type (validation_failed).",
-        429: "More scoring requests in flight than EVALSVC_MAX_IN_FLIGHT (overloaded); retry later.",
+        429: "More scoring requests in flight than EVALSVC_MAX_IN_FLIGHT, or than the tenant's share "
+        "EVALSVC_MAX_IN_FLIGHT_PER_TENANT (overloaded); retry later.",
         503: "Model or database not ready (not_ready, database_unavailable); retry later.",
         504: "Scoring overran EVALSVC_REQUEST_TIMEOUT_S (scoring_timeout).",
     }.items()

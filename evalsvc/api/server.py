@@ -1,9 +1,12 @@
 """Build the LitServer: the model tier's `LitAPI`, our routes in place of LitServe's, the middlewares.
 
-LitServe registers `/v1/score` (a raw pass-through to its queue) and `/health` (which, with
-`LIT_SERVER_API_KEY`, would need a key); both are replaced by our routes. Middlewares, outermost
-first: request metrics (they see every answer, 401 and 429 included), payload limit (before a body
-is read), auth (before a request may take an in-flight slot), in-flight bound, then LitServe's GZip.
+LitServe registers `/v1/score` (a raw pass-through to its queue), `/health` (which, with
+`LIT_SERVER_API_KEY`, would need a key), `/` (plain text) and `/info`; FastAPI adds `/docs` and
+`/redoc`, which load their assets from CDNs. All are replaced by our routes (`/info` is dropped).
+Middlewares, outermost first: request metrics (they see every answer, 401, 408 and 429 included),
+body deadline, payload limit (before a body is read), auth, then LitServe's GZip. The in-flight
+bound is taken by the scoring route once the request is read (`limits`). The request line and
+headers have their deadline in the HTTP protocol itself (`connections`).
 """
 
 from __future__ import annotations
@@ -17,11 +20,14 @@ from litserve import LitServer
 from litserve.connector import check_cuda_with_nvidia_smi
 
 from evalsvc import __version__
-from evalsvc.api.auth import AuthMiddleware, TenantResolver
-from evalsvc.api.limits import InFlightLimitMiddleware, PayloadLimitMiddleware
+from evalsvc.api.auth import PUBLIC_PATHS, AuthMiddleware, TenantResolver
+from evalsvc.api.connections import header_deadline_protocol
+from evalsvc.api.docs import REPLACED_PATHS, add_docs_routes
+from evalsvc.api.limits import BodyDeadlineMiddleware, PayloadLimitMiddleware
 from evalsvc.api.litapi import SCORE_PATH, ScoringAPI
 from evalsvc.api.metrics import RequestMetricsMiddleware, SharedMetrics
 from evalsvc.api.model_tier import ModelTier
+from evalsvc.api.openapi import install_openapi
 from evalsvc.api.reports import add_report_routes
 from evalsvc.api.responses import install_error_handlers
 from evalsvc.api.routes import add_routes
@@ -34,11 +40,12 @@ from evalsvc.scoring import ResultCache
 from evalsvc.settings import Settings
 from evalsvc.store import Store
 
-_REPLACED_ROUTES = frozenset({SCORE_PATH, "/health"})
+_REPLACED_ROUTES = frozenset({SCORE_PATH, "/health", "/", "/info"}) | REPLACED_PATHS
 
 
-def build_server(settings: Settings) -> LitServer:
-    shared = SharedState(settings.max_in_flight)
+def build_server(settings: Settings, shared: SharedState | None = None) -> LitServer:
+    """The server and its app; `shared` (the state its processes share) is made here unless given."""
+    shared = shared or SharedState(settings.max_in_flight, settings.in_flight_per_tenant)
     accelerator, gpu_sets = serving_devices(settings.device, settings.gpus_per_replica)
     server = LitServer(
         ScoringAPI(settings, shared, gpu_sets),
@@ -69,11 +76,17 @@ def build_server(settings: Settings) -> LitServer:
     add_routes(app, settings, service, shared)
     add_report_routes(app, store)
     add_run_routes(app, settings, store)
+    add_docs_routes(app)
+    install_openapi(app, auth_enabled=settings.auth_enabled, public_paths=PUBLIC_PATHS)
     install_error_handlers(app)
     shared.metrics = SharedMetrics(str(getattr(route, "path", "")) for route in app.router.routes)
-    app.add_middleware(InFlightLimitMiddleware, counter=shared.in_flight)
     app.add_middleware(AuthMiddleware, resolver=TenantResolver(store, auth_enabled=settings.auth_enabled))
     app.add_middleware(PayloadLimitMiddleware, max_bytes=settings.max_payload_bytes)
+    app.add_middleware(
+        BodyDeadlineMiddleware,
+        timeout_s=settings.body_timeout_s,
+        min_bytes_per_s=settings.body_min_bytes_per_s,
+    )
     app.add_middleware(RequestMetricsMiddleware, metrics=shared.metrics, router=app.router)
     return server
 
@@ -100,7 +113,8 @@ def serve(settings: Settings, log_level: str = "info") -> None:
 
     A model that cannot be loaded (or fails its warm-up) stops the start with `ModelLoadError`.
     """
-    server = build_server(settings)
+    shared = SharedState(settings.max_in_flight, settings.in_flight_per_tenant)
+    server = build_server(settings, shared)
     signal.signal(signal.SIGTERM, _sigterm_handler(os.getpid()))
     try:
         server.run(
@@ -109,6 +123,7 @@ def serve(settings: Settings, log_level: str = "info") -> None:
             num_api_servers=settings.api_servers,
             log_level=log_level,
             generate_client_file=False,
+            http=header_deadline_protocol(settings.header_timeout_s, shared.metrics),
         )
     except RuntimeError as error:  # LitServe's only start-up failure: a worker's `setup` raised
         raise ModelLoadError(f"{error}; the model worker's error is logged above") from error

@@ -63,12 +63,12 @@ class ScoreService:
         return score_payload(answer, fingerprint, request)
 
     def stored_result(self, tenant: TenantRef, result_id: int) -> dict[str, Any]:
-        """A result the tenant received before; another tenant's result is reported as absent."""
+        """A result the tenant received before, by the tenant's own number for it; any other is absent."""
         with self.cache.store.session() as session:
             row = get_result(session, result_id, tenant_id=tenant.id)
             if row is None:
                 raise NotFound(f"no result {result_id} for this API key")
-            return stored_payload(row, session.get_one(ModelVersion, row.model_version_id))
+            return stored_payload(row, session.get_one(ModelVersion, row.model_version_id), result_id)
 
     def readiness(self) -> tuple[bool, bool]:
         """(model loaded by every worker, database answers); blocking."""
@@ -93,12 +93,13 @@ def score_payload(scored: ScoredPair, fingerprint: ModelFingerprint, request: Sc
     return payload | {"metadata": request.metadata}
 
 
-def stored_payload(row: Result, version: ModelVersion) -> dict[str, Any]:
+def stored_payload(row: Result, version: ModelVersion, result_id: int) -> dict[str, Any]:
+    """The stored result `row`, answered under the id its reader knows it by (`result_id`)."""
     scores = None
     if row.ns is not None and row.wa is not None and row.eu is not None and row.es is not None:
         scores = {"NS": row.ns, "WA": row.wa, "EU": row.eu, "ES": row.es, "avg": row.avg}
     payload: dict[str, Any] = {
-        "id": row.id,
+        "id": result_id,
         "mode": row.mode,
         "scores": scores,
         "assessment": row.assessment,

@@ -11,7 +11,7 @@ import pickle
 from dataclasses import dataclass, field
 from typing import Any
 
-from evalsvc.api.limits import InFlightCounter
+from evalsvc.api.limits import InFlightSlots
 from evalsvc.api.metrics import SharedMetrics
 from evalsvc.engine.types import ModelFingerprint
 
@@ -59,9 +59,10 @@ class SharedState:
     templates), still before LitServe pickles the `LitAPI` for the workers or forks the API servers."""
 
     max_in_flight: int
+    max_in_flight_per_tenant: int
     model_info: ModelInfoSlot = field(default_factory=ModelInfoSlot)
-    in_flight: InFlightCounter = field(init=False)
+    in_flight: InFlightSlots = field(init=False)
     metrics: SharedMetrics = field(init=False)
 
     def __post_init__(self) -> None:
-        self.in_flight = InFlightCounter(self.max_in_flight)
+        self.in_flight = InFlightSlots(self.max_in_flight, self.max_in_flight_per_tenant)

@@ -2,7 +2,8 @@
 
 The batch may mix modes and tenants. Pairs are scored per mode (the engine takes one mode per call)
 through `evalsvc.scoring.score_pairs`, the one scoring function, which answers repeats from the store
-and stores what it scores; each tenant is then granted the results it asked for.
+and stores what it scores; each tenant is then granted the results it asked for, and each answer is
+returned as its tenant sees it (its own number for the result; `cached` only if it had it before).
 
 LitServe fails every request of a batch when `predict` raises, so nothing here raises. When the
 engine fails on a group, the group is split in halves and retried, which isolates a poison pair in
@@ -21,7 +22,7 @@ from evalsvc.api.metrics import SharedMetrics
 from evalsvc.api.model_tier import ScoringTask
 from evalsvc.engine.engine import Engine
 from evalsvc.errors import EvalsvcError
-from evalsvc.scoring import ResultCache, ScoredPair, score_pairs
+from evalsvc.scoring import ResultCache, ScoredPair, as_seen_by, score_pairs
 from evalsvc.settings import Mode
 from evalsvc.store import grant_results
 
@@ -45,10 +46,11 @@ class BatchScorer:
             by_mode[task.mode].append(index)
         for mode, indices in by_mode.items():
             answers.update(zip(indices, self._score_isolated(tasks, indices, mode), strict=True))
-        ordered = self._granted(tasks, [answers[index] for index in range(len(tasks))])
-        self.metrics.count_pairs(
-            cache_hits=sum(isinstance(a, ScoredPair) and a.cached for a in ordered),
-            cache_misses=sum(isinstance(a, ScoredPair) and not a.cached for a in ordered),
+        scored = [answers[index] for index in range(len(tasks))]
+        ordered = self._granted(tasks, scored)
+        self.metrics.count_pairs(  # the operator's view: hits of the shared store, whoever scored first
+            cache_hits=sum(isinstance(a, ScoredPair) and a.cached for a in scored),
+            cache_misses=sum(isinstance(a, ScoredPair) and not a.cached for a in scored),
             errors=sum(isinstance(a, EvalsvcError) for a in ordered),
         )
         return ordered
@@ -71,7 +73,8 @@ class BatchScorer:
         return list(scored)
 
     def _granted(self, tasks: Sequence[ScoringTask], answers: list[Answer]) -> list[Answer]:
-        """Record which tenant received which result (cache hits and new results alike)."""
+        """Record which tenant received which result (cache hits and new results alike), and answer
+        each task as its tenant sees the result."""
         by_tenant: dict[int, list[int]] = defaultdict(list)
         for task, answer in zip(tasks, answers, strict=True):
             if isinstance(answer, ScoredPair) and answer.id is not None:
@@ -80,13 +83,18 @@ class BatchScorer:
             return answers
         try:
             with self.cache.store.session() as session:
-                for tenant_id, result_ids in by_tenant.items():
-                    grant_results(session, tenant_id, result_ids)
+                grants = {
+                    tenant_id: grant_results(session, tenant_id, result_ids)
+                    for tenant_id, result_ids in by_tenant.items()
+                }
         except EvalsvcError as error:
             # A result the tenant could not fetch again must not be reported as stored for it.
             logger.error("could not record tenant access to results: %s", error.message)
             return [error if isinstance(answer, ScoredPair) else answer for answer in answers]
-        return answers
+        return [
+            as_seen_by(answer, grants.get(task.tenant_id, {})) if isinstance(answer, ScoredPair) else answer
+            for task, answer in zip(tasks, answers, strict=True)
+        ]
 
 
 def _internal_error(error: Exception) -> EvalsvcError:

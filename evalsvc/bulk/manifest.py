@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from evalsvc.errors import ManifestInvalid
-from evalsvc.rowfiles import Row, csv_rows, jsonl_rows
+from evalsvc.rowfiles import NUL_PROBLEM, Row, csv_rows, jsonl_rows, nul_field
 from evalsvc.store import RunItemSpec
 from evalsvc.suggest import unknown_names
 
@@ -218,6 +218,9 @@ def _csv_rows(text: str) -> Iterator[Row]:
                 row["meta"] = json.loads(row["meta"])
             except (ValueError, RecursionError):
                 yield line, 'meta is not valid JSON (write a JSON object, e.g. {"speaker": "s1"})'
+                continue
+            if (field := nul_field(row["meta"], "meta")) is not None:  # escaped in the JSON text
+                yield line, f"{field} {NUL_PROBLEM}"
                 continue
         yield line, row
 

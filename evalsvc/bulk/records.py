@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 
 from evalsvc.errors import NotFound
 from evalsvc.store import ItemStatus, Result, Run, RunItem, RunStatus
+from evalsvc.store.models import MAX_RUN_ID
 
 
 @dataclass(frozen=True)
@@ -51,7 +52,7 @@ class RunProgress:
 
 def get_run(session: Session, run_id: int, *, tenant_id: int | None = None) -> Run:
     """The run; with `tenant_id`, only that tenant's (another tenant's run looks absent)."""
-    run = session.get(Run, run_id)
+    run = session.get(Run, run_id) if 1 <= run_id <= MAX_RUN_ID else None  # PostgreSQL refuses larger
     if run is None or (tenant_id is not None and run.tenant_id != tenant_id):
         raise NotFound(f"no run {run_id}")
     return run

@@ -3,6 +3,8 @@
 Pages are keyed by the item id (`after`): unlike an offset, the cursor stays right while workers are
 still finishing items, and each page is one indexed range scan however deep into the run it is.
 The JSON line is the full row; CSV flattens it to fixed columns for spreadsheets and pandas.
+Read for a tenant (HTTP), `result_id` is the tenant's own number for the result, as everywhere the
+API answers; the local CLI sees the database's result ids.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from evalsvc.bulk.records import get_run, result_page
-from evalsvc.store import Result, RunItem, Store
+from evalsvc.store import Result, RunItem, Store, tenant_result_numbers
 
 ResultFormat = Literal["jsonl", "csv"]
 MEDIA_TYPES: dict[ResultFormat, str] = {"jsonl": "application/x-ndjson", "csv": "text/csv; charset=utf-8"}
@@ -41,7 +43,11 @@ def read_page(
         pairs = result_page(session, run_id, after=after, limit=limit + 1)
         more = len(pairs) > limit
         pairs = pairs[:limit]
-        rows = [_row(item, result) for item, result in pairs]
+        numbers: dict[int, int] | None = None
+        if tenant_id is not None:
+            linked = (item.result_id for item, _result in pairs if item.result_id is not None)
+            numbers = tenant_result_numbers(session, tenant_id, linked)
+        rows = [_row(item, result, numbers) for item, result in pairs]
         return ResultPage(rows, pairs[-1][0].id if more else None)
 
 
@@ -56,7 +62,7 @@ def encode_rows(rows: list[dict[str, Any]], fmt: ResultFormat, *, header: bool) 
     return buffer.getvalue()
 
 
-def _row(item: RunItem, result: Result | None) -> dict[str, Any]:
+def _row(item: RunItem, result: Result | None, numbers: dict[int, int] | None) -> dict[str, Any]:
     scores = None
     if result is not None and result.ns is not None:
         scores = {name: getattr(result, column) for name, column in _DIMENSIONS}
@@ -72,7 +78,7 @@ def _row(item: RunItem, result: Result | None) -> dict[str, Any]:
         "dataset": item.dataset,
         "emotion": item.emotion,
         "meta": item.meta,
-        "result_id": item.result_id,
+        "result_id": item.result_id if numbers is None else numbers.get(item.result_id or 0),
         "scores": scores,
         "assessment": result.assessment if result is not None else None,
         "error": error,

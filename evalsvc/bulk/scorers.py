@@ -10,7 +10,9 @@ retries the batch rather than failing items that are fine.
   in any run, is answered from it and never scored twice; new results are upserted by content key.
 - `RemoteItemScorer` sends the files to `evalsvc serve` with `EvalClient` (a batch's requests in
   parallel, for the server's dynamic batching). The server runs the same `score_pairs` against the
-  same database and answers with the stored result's id, which the item is linked to.
+  same database and stores the result; the `id` it answers with is the worker's tenant's own number
+  for it, so the item is linked to the stored row found by its content key (audio hashes, model
+  fingerprint, mode: all in the answer).
 """
 
 from __future__ import annotations
@@ -21,7 +23,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Protocol
 
-from evalsvc.audio import AudioLimits, DecodedAudio, decode_audio
+from evalsvc.api.schemas import ScoreResponse
+from evalsvc.audio import AudioLimits, DecodedAudio, decode_audio, name_under
 from evalsvc.bulk.records import PendingItem
 from evalsvc.client import (
     APIError,
@@ -37,7 +40,7 @@ from evalsvc.engine.types import AudioPair
 from evalsvc.errors import AudioError, ConfigurationError, NotReady, ServiceBusy, StoreUnavailable
 from evalsvc.scoring import LazyEngine, ResultCache, Scorer, score_pairs
 from evalsvc.settings import Mode, Settings
-from evalsvc.store import ItemOutcome, Store
+from evalsvc.store import ItemOutcome, Store, content_key, result_ids
 
 logger = logging.getLogger(__name__)
 _READY_TIMEOUT_S = 600.0
@@ -54,10 +57,13 @@ def failed(item: PendingItem, code: str, message: str) -> ItemOutcome:
 
 
 class LocalItemScorer:
-    def __init__(self, scorer: Scorer, cache: ResultCache, limits: AudioLimits) -> None:
+    def __init__(
+        self, scorer: Scorer, cache: ResultCache, limits: AudioLimits, roots: Sequence[Path] = ()
+    ) -> None:
         self.scorer = scorer
         self.cache = cache
         self.limits = limits
+        self.roots = [root.resolve() for root in roots]  # messages name files relative to these
 
     def score_items(self, items: Sequence[PendingItem], mode: Mode) -> list[ItemOutcome]:
         outcomes: dict[int, ItemOutcome] = {}
@@ -90,7 +96,7 @@ class LocalItemScorer:
     def _decode(self, path: str, decoded: dict[str, DecodedAudio | AudioError]) -> DecodedAudio | AudioError:
         if path not in decoded:
             try:
-                decoded[path] = decode_audio(Path(path), self.limits)
+                decoded[path] = decode_audio(Path(path), self.limits, name=name_under(Path(path), self.roots))
             except AudioError as error:
                 decoded[path] = error
         return decoded[path]
@@ -99,14 +105,38 @@ class LocalItemScorer:
 class RemoteItemScorer:
     """Scores through the HTTP model tier; `EvalClient` already retries 429/503 with backoff."""
 
-    def __init__(self, client: EvalClient, concurrency: int) -> None:
+    def __init__(self, client: EvalClient, concurrency: int, store: Store) -> None:
         self.client = client
+        self.store = store
         self._pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="evalsvc-remote")
 
     def score_items(self, items: Sequence[PendingItem], mode: Mode) -> list[ItemOutcome]:
-        return list(self._pool.map(lambda item: self._score_one(item, mode), items))
+        answers = list(self._pool.map(lambda item: self._score_one(item, mode), items))
+        keys = {
+            item.id: content_key(
+                answer.audio.query.sha256, answer.audio.response.sha256, answer.model.fingerprint, mode
+            )
+            for item, answer in zip(items, answers, strict=True)
+            if isinstance(answer, ScoreResponse)
+        }
+        with self.store.session() as session:
+            stored = result_ids(session, keys.values())
+        return [
+            answer if isinstance(answer, ItemOutcome) else self._linked(item, stored.get(keys[item.id]))
+            for item, answer in zip(items, answers, strict=True)
+        ]
 
-    def _score_one(self, item: PendingItem, mode: Mode) -> ItemOutcome:
+    @staticmethod
+    def _linked(item: PendingItem, result_id: int | None) -> ItemOutcome:
+        if result_id is None:  # about the setup, not the item: every item would fail alike
+            raise ConfigurationError(
+                f"the model tier scored item {item.key!r} but its result is not in this worker's "
+                "database: the worker and `evalsvc serve` must use the same EVALSVC_DATABASE_URL"
+            )
+        return ItemOutcome(item.id, result_id=result_id)
+
+    def _score_one(self, item: PendingItem, mode: Mode) -> ItemOutcome | ScoreResponse:
+        """The server's answer, or the item's failure."""
         try:
             answer = self.client.score(
                 Path(item.query_path), Path(item.response_path), mode=mode, metadata={"item": item.key}
@@ -127,7 +157,7 @@ class RemoteItemScorer:
             return failed(
                 item, error.code if error else "internal_error", error.message if error else "no result"
             )
-        return ItemOutcome(item.id, result_id=answer.id)
+        return answer
 
 
 def is_transient(error: BaseException) -> bool:
@@ -149,12 +179,12 @@ def build_item_scorer(settings: Settings, store: Store, *, load_now: bool) -> It
                 client.wait_ready(timeout_s=_READY_TIMEOUT_S)
             except TransportError as error:
                 raise NotReady(f"the model tier at {settings.model_url} is not ready: {error}") from error
-        return RemoteItemScorer(client, settings.bulk_batch_size)
+        return RemoteItemScorer(client, settings.bulk_batch_size, store)
     limits = AudioLimits.from_settings(settings)
     if not load_now:
-        return LocalItemScorer(LazyEngine(settings), ResultCache(store), limits)
+        return LocalItemScorer(LazyEngine(settings), ResultCache(store), limits, settings.data_roots)
     from evalsvc.engine.engine import Engine  # torch comes with it
 
     engine = Engine.load(settings)
     engine.warmup()
-    return LocalItemScorer(engine, ResultCache(store), limits)
+    return LocalItemScorer(engine, ResultCache(store), limits, settings.data_roots)

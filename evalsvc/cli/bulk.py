@@ -138,9 +138,16 @@ def register(commands: argparse._SubParsersAction) -> None:
     results.set_defaults(handler=_results)
 
 
+def run_name(value: str) -> str:
+    """`--name`: what the runs table can hold (argparse turns the ValueError into exit 2)."""
+    if not 1 <= len(value) <= 200:
+        raise argparse.ArgumentTypeError(f"a run name has 1-200 characters, not {len(value)}")
+    return value
+
+
 def _manifest_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("manifest", type=Path, metavar="MANIFEST", help="a .jsonl or .csv manifest")
-    parser.add_argument("--name", required=True, help="a name for the run")
+    parser.add_argument("--name", required=True, type=run_name, help="a name for the run (1-200 characters)")
     parser.add_argument("--mode", choices=MODES, default="scores", help="what to produce (default: scores)")
     parser.add_argument(
         "--skip-invalid", action="store_true", help="run the valid rows and skip the invalid ones"

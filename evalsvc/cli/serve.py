@@ -20,6 +20,9 @@ SERVE_FLAGS: dict[str, str] = {
     "gpus_per_replica": "gpus_per_replica",
     "api_servers": "api_servers",
     "max_in_flight": "max_in_flight",
+    "max_in_flight_per_tenant": "max_in_flight_per_tenant",
+    "header_timeout": "header_timeout_s",
+    "body_timeout": "body_timeout_s",
     "max_payload_bytes": "max_payload_bytes",
     "request_timeout": "request_timeout_s",
     "data_root": "data_roots",
@@ -31,7 +34,8 @@ def register(commands: argparse._SubParsersAction) -> None:
         "serve",
         help="run the HTTP API (POST /v1/score) with dynamic batching",
         description="Serve EmpathyEval over HTTP: POST /v1/score (multipart or JSON), GET /v1/results/ID, "
-        "/health, /ready, /metrics, /openapi.json. Every flag overrides its EVALSVC_* setting.",
+        "bulk runs, reports, /health, /ready, /metrics, /openapi.json and /docs. Every flag overrides its "
+        "EVALSVC_* setting.",
     )
     group = parser.add_argument_group("serving (override EVALSVC_* settings)")
     group.add_argument("--host", help="127.0.0.1 (default), 0.0.0.0 or ::")
@@ -46,6 +50,17 @@ def register(commands: argparse._SubParsersAction) -> None:
     group.add_argument("--workers-per-device", type=int, help="model workers per GPU set or for the CPU (1)")
     group.add_argument("--api-servers", type=int, help="HTTP front-end processes (one per model worker)")
     group.add_argument("--max-in-flight", type=int, help="scoring requests served at once; then 429 (64)")
+    group.add_argument(
+        "--max-in-flight-per-tenant", type=int, help="of those, at most this many for one tenant (all)"
+    )
+    group.add_argument(
+        "--header-timeout", type=float, help="seconds to send a request's line and headers; then 408 (20)"
+    )
+    group.add_argument(
+        "--body-timeout",
+        type=float,
+        help="seconds to send a body, +1 s per 500 bytes received (EVALSVC_BODY_MIN_BYTES_PER_S); then 408 (20)",
+    )
     group.add_argument("--max-payload-bytes", type=int, help="largest request body; then 413 (72 MiB)")
     group.add_argument("--request-timeout", type=float, help="seconds per scoring request; then 504 (120)")
     group.add_argument(

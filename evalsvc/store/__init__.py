@@ -29,6 +29,7 @@ from evalsvc.store.models import (
 )
 from evalsvc.store.results import (
     Fingerprint,
+    Grant,
     ResultRecord,
     content_key,
     ensure_model_version,
@@ -37,6 +38,7 @@ from evalsvc.store.results import (
     grant_results,
     result_ids,
     store_results,
+    tenant_result_numbers,
 )
 from evalsvc.store.runs import (
     ItemOutcome,
@@ -52,6 +54,7 @@ from evalsvc.store.tenants import create_tenant, issue_api_key, revoke_api_key, 
 __all__ = [
     "ApiKey",
     "Fingerprint",
+    "Grant",
     "HumanLabel",
     "HumanLabelSpec",
     "ItemOutcome",
@@ -84,5 +87,6 @@ __all__ = [
     "revoke_api_key",
     "store_results",
     "tenant_for_api_key",
+    "tenant_result_numbers",
     "upsert_labels",
 ]

@@ -1,14 +1,18 @@
 """The SQL schema: every table the service writes, as typed SQLAlchemy ORM models.
 
     tenants ──< api_keys                       who may call the HTTP API (keys stored hashed)
-    tenants ──< tenant_results >── results     which tenant asked for which (shared) result
+    tenants ──< tenant_results >── results     which tenant asked for which (shared) result, under
+                                               which number of the tenant's own
     model_versions ──< results                 provenance of every score; results keyed by content
     tenants ──< runs ──< run_items >── results bulk runs: one row per manifest line
     tenants ──< label_sets ──< human_labels    human ratings, joined to results by audio hashes
 
 A result is content: the same audio pair judged by the same model version in the same mode is the
 same row for everyone (`content_key` is unique). Tenancy is recorded beside it, in `tenant_results`
-and in `runs.tenant_id`, so the cache is shared while visibility stays per tenant.
+and in `runs.tenant_id`, so the cache is shared while visibility stays per tenant. A tenant never sees
+`results.id`: it knows a result by `tenant_results.number`, drawn from its own counter
+(`tenants.last_result_number`) when it first receives the result, so neither the id of a result
+another tenant created first nor the gaps other tenants leave in a shared sequence tell it anything.
 
 The migrations in `migrations/versions` must describe exactly these models; `alembic check` (a test)
 fails when they drift apart. Constraint names come from `NAMING_CONVENTION` so both backends get the
@@ -54,6 +58,8 @@ SHA256_HEX = 64
 MODES: tuple[str, ...] = get_args(Mode)
 _MODE_CHECK = "mode IN ({})".format(", ".join(f"'{mode}'" for mode in MODES))
 
+MAX_RUN_ID = 2**31 - 1
+"""runs.id is a 32-bit integer: a larger id cannot exist, and PostgreSQL refuses to compare with one."""
 # 64-bit ids where rows can number in the hundreds of millions; SQLite only auto-assigns ids to a
 # column declared exactly INTEGER PRIMARY KEY (its 64-bit rowid), so it gets INTEGER there.
 BigId = BigInteger().with_variant(Integer(), "sqlite")
@@ -100,6 +106,8 @@ class Tenant(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(100), unique=True)
+    # The last `TenantResult.number` handed out: the tenant's own sequence of result ids.
+    last_result_number: Mapped[int] = mapped_column(BigInteger, server_default="0")
     created_at: Mapped[datetime] = mapped_column(server_default=func.now())
 
 
@@ -168,14 +176,20 @@ class Result(Base):
 
 
 class TenantResult(Base):
-    """Tenant `tenant_id` asked for result `result_id`: what makes a shared result visible to a tenant."""
+    """Tenant `tenant_id` asked for result `result_id`: what makes a shared result visible to a tenant.
+
+    `number` is the id the tenant knows the result by (the `id` of its answers and of
+    `/v1/results/{id}`), unique per tenant.
+    """
 
     __tablename__ = "tenant_results"
+    __table_args__ = (UniqueConstraint("tenant_id", "number"),)
 
     tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), primary_key=True)
     result_id: Mapped[int] = mapped_column(
         BigId, ForeignKey("results.id", ondelete="CASCADE"), primary_key=True, index=True
     )
+    number: Mapped[int] = mapped_column(BigInteger)
     created_at: Mapped[datetime] = mapped_column(server_default=func.now())
 
 

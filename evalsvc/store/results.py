@@ -5,6 +5,9 @@ mode) rather than a composite unique constraint over those columns: it can be co
 database round trip (no model-version id needed to look up a hit), a whole batch is looked up with
 one `IN` over a single indexed column, and it is the one conflict target of the upsert. The four
 parts are still stored as columns for reporting.
+
+Tenants know results by their own numbers (`TenantResult.number`, see `evalsvc.store.models`):
+`grant_results` hands them out, `get_result` and `tenant_result_numbers` read them.
 """
 
 from __future__ import annotations
@@ -12,16 +15,18 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from evalsvc.store.models import ModelVersion, Result, TenantResult
+from evalsvc.errors import NotFound
+from evalsvc.store.models import ModelVersion, Result, Tenant, TenantResult
 from evalsvc.store.pgcopy import copy_results
 from evalsvc.store.upsert import upsert
 
 _KEY_SCHEME = "evalsvc-result-v1"
+_Key = TypeVar("_Key", str, int)
 _LOOKUP_CHUNK = 1000
 
 
@@ -119,23 +124,72 @@ def result_ids(session: Session, keys: Iterable[str]) -> dict[str, int]:
     return ids
 
 
-def grant_results(session: Session, tenant_id: int, result_ids: Iterable[int]) -> None:
-    """Make results visible to a tenant (idempotent): it asked for them, scored or from the cache."""
+@dataclass(frozen=True)
+class Grant:
+    """A result as one tenant knows it: its number for the tenant, and whether it is new to the tenant."""
+
+    number: int
+    new: bool
+
+
+def grant_results(session: Session, tenant_id: int, result_ids: Iterable[int]) -> dict[int, Grant]:
+    """Make results visible to a tenant (idempotent): it asked for them, scored or from the cache.
+
+    Returns each result's `Grant` by result id. A result new to the tenant gets the next numbers of
+    the tenant's counter, taken with one `UPDATE ... RETURNING`, which also serialises concurrent
+    grants of one tenant (a row lock on PostgreSQL until commit; SQLite has one writer anyway). A
+    grant made meanwhile by another transaction keeps its number: the insert skips it.
+    """
+    wanted = list(dict.fromkeys(result_ids))
+    held = tenant_result_numbers(session, tenant_id, wanted)
+    new = [result_id for result_id in wanted if result_id not in held]
+    if not new:
+        return {result_id: Grant(held[result_id], new=False) for result_id in wanted}
+    last = session.execute(
+        update(Tenant)
+        .where(Tenant.id == tenant_id)
+        .values(last_result_number=Tenant.last_result_number + len(new))
+        .returning(Tenant.last_result_number)
+    ).scalar_one_or_none()
+    if last is None:
+        raise NotFound(f"no tenant {tenant_id}")
+    first = last - len(new) + 1
     rows: list[Mapping[str, Any]] = [
-        {"tenant_id": tenant_id, "result_id": rid} for rid in dict.fromkeys(result_ids)
+        {"tenant_id": tenant_id, "result_id": result_id, "number": first + offset}
+        for offset, result_id in enumerate(new)
     ]
     upsert(session, TenantResult, rows, conflict=["tenant_id", "result_id"])
+    numbers = held | tenant_result_numbers(session, tenant_id, new)
+    return {result_id: Grant(numbers[result_id], new=result_id not in held) for result_id in wanted}
+
+
+def tenant_result_numbers(session: Session, tenant_id: int, result_ids: Iterable[int]) -> dict[int, int]:
+    """The tenant's numbers of those results it holds, by result id (the others are absent)."""
+    numbers: dict[int, int] = {}
+    for chunk in _chunks(result_ids):
+        numbers.update(
+            session.execute(
+                select(TenantResult.result_id, TenantResult.number).where(
+                    TenantResult.tenant_id == tenant_id, TenantResult.result_id.in_(chunk)
+                )
+            ).all()
+        )
+    return numbers
 
 
 def get_result(session: Session, result_id: int, *, tenant_id: int | None = None) -> Result | None:
-    """One result by id; with `tenant_id`, only if that tenant asked for it (else None, as if absent)."""
-    query = select(Result).where(Result.id == result_id)
-    if tenant_id is not None:
-        query = query.join(TenantResult).where(TenantResult.tenant_id == tenant_id)
+    """One result by id; with `tenant_id`, by the tenant's own number for it (None unless it has one)."""
+    if tenant_id is None:
+        return session.get(Result, result_id)
+    query = (
+        select(Result)
+        .join(TenantResult)
+        .where(TenantResult.tenant_id == tenant_id, TenantResult.number == result_id)
+    )
     return session.scalars(query).one_or_none()
 
 
-def _chunks(keys: Iterable[str]) -> Iterator[list[str]]:
+def _chunks(keys: Iterable[_Key]) -> Iterator[list[_Key]]:
     """Distinct keys in slices small enough for one `IN (...)` on every backend."""
     wanted = list(dict.fromkeys(keys))
     for start in range(0, len(wanted), _LOOKUP_CHUNK):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import shutil
 from pathlib import Path
@@ -191,3 +193,57 @@ def test_a_misspelt_csv_header_is_reported_once(audio_dir: Path, capsys: pytest.
     assert code == EXIT_USER_ERROR
     assert err.count("query_audo") == 1
     assert "40 of 40 row(s) of the manifest are invalid (2 problems)" in err
+
+
+NUL = "\x00"
+
+
+@pytest.mark.parametrize(
+    ("field", "changes"),
+    [
+        ("id", {"id": f"a{NUL}"}),
+        ("system", {"system": NUL}),
+        ("dataset", {"dataset": f"d{NUL}d"}),
+        ("query_emotion", {"query_emotion": f"sad{NUL}"}),
+        ("meta.speaker", {"meta": {"speaker": f"s{NUL}1"}}),
+        ("meta.tags[1]", {"meta": {"tags": ["ok", NUL]}}),
+        ("a key of meta", {"meta": {f"k{NUL}": 1}}),
+    ],
+)
+def test_a_nul_character_anywhere_in_a_row_is_a_problem_of_its_line(
+    audio_dir: Path, field: str, changes: dict[str, object]
+) -> None:
+    """PostgreSQL cannot store NUL in text or JSONB: refused here, not by a failing insert later."""
+    rows = [row("ok"), row("a") | changes]
+    jsonl = parse_manifest("\n".join(json.dumps(r) for r in rows).encode(), "jsonl", roots=[audio_dir])
+    buffer = io.StringIO()
+    writer = csv.DictWriter(
+        buffer, ["id", "query_audio", "response_audio", "system", "dataset", "query_emotion", "meta"]
+    )
+    writer.writeheader()
+    writer.writerows({**r, "meta": json.dumps(r.get("meta", {}))} for r in rows)
+    from_csv = parse_manifest(buffer.getvalue().encode(), "csv", roots=[audio_dir], base_dir=audio_dir)
+    for manifest, line in ((jsonl, 2), (from_csv, 3)):
+        assert [item.id for item in manifest.items] == ["ok"]
+        [problem] = manifest.problems
+        assert problem.line == line and problem.message.startswith(f"{field} contains a NUL character")
+
+
+def test_cli_refuses_nul_in_a_manifest_with_exit_2_and_no_traceback(
+    audio_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write(audio_dir / "nul.jsonl", [row("a", meta={"speaker": f"s{NUL}1"})])
+    database = audio_dir / "db.sqlite3"
+    code = main(["bulk", "submit", str(path), "--name", "nul", "--database-url", f"sqlite:///{database}"])
+    captured = capsys.readouterr()
+    assert code == EXIT_USER_ERROR
+    assert f"{path}:1: meta.speaker contains a NUL character" in captured.err
+    assert "Traceback" not in captured.err and not database.exists()
+
+
+def test_cli_refuses_a_run_name_the_database_cannot_hold(audio_dir: Path) -> None:
+    path = write(audio_dir / "m.jsonl", [row("a")])
+    database = f"sqlite:///{audio_dir / 'db.sqlite3'}"
+    with pytest.raises(SystemExit) as exit_:
+        main(["bulk", "submit", str(path), "--name", "n" * 201, "--database-url", database])
+    assert exit_.value.code == EXIT_USER_ERROR

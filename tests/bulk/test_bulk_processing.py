@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 from evalsvc.audio import AudioLimits
 from evalsvc.bulk.manifest import read_manifest
 from evalsvc.bulk.processing import ShardContext, process_shard
-from evalsvc.bulk.records import RunProgress
+from evalsvc.bulk.records import PendingItem, RunProgress
 from evalsvc.bulk.scorers import LocalItemScorer
 from evalsvc.bulk.service import (
     cancel_run,
@@ -249,3 +249,18 @@ def test_workers_finishing_batches_of_one_run_at_once_count_exactly(store: Store
     other.join(timeout=30)
     summary = run_summary(store, run_id)
     assert (summary.failed, summary.status) == (PAIRS, "done")
+
+
+def test_an_items_error_names_its_files_relative_to_the_data_root(engine: Engine, tmp_path: Path) -> None:
+    """A tenant reads these messages over HTTP: where the server keeps its data is not its business."""
+    root = tmp_path / "srv" / "audio"
+    (root / "set1").mkdir(parents=True)
+    (root / "set1" / "q.mp3").write_text("I lost my job today.")
+    local = LocalItemScorer(
+        engine, ResultCache(Store(f"sqlite:///{tmp_path / 'db.sqlite3'}")), AudioLimits(), roots=[root]
+    )
+    item = PendingItem(1, "a", str(root / "set1" / "q.mp3"), str(root / "set1" / "q.mp3"))
+    [outcome] = local.score_items([item], "scores")
+    assert outcome.error_code == "audio_unreadable"
+    assert outcome.error_message is not None and "clip 'set1/q.mp3'" in outcome.error_message
+    assert str(tmp_path) not in outcome.error_message and "its content is text" in outcome.error_message

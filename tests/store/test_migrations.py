@@ -124,6 +124,31 @@ def test_0003_creates_no_tenant_when_every_row_has_one(db_url: str) -> None:
     engine.dispose()
 
 
+def test_upgrading_from_0004_keeps_the_ids_tenants_were_given(db_url: str) -> None:
+    """0005 numbers results per tenant; grants made before it keep `result_id` as their number."""
+    upgrade(db_url, "0004")
+    engine = create_db_engine(db_url, pooled=False)
+    with engine.begin() as connection:
+        for statement in (
+            "INSERT INTO model_versions (id, fingerprint, backbone, model_id, prompt_version, decoding, packages)"
+            " VALUES (1, 'f', 'b', 'm', 'p', '{}', '{}')",
+            "INSERT INTO results (id, content_key, query_sha256, response_sha256, model_version_id, mode)"
+            " VALUES (5, 'k5', 'q', 'r', 1, 'scores'), (9, 'k9', 'q', 's', 1, 'scores')",
+            "INSERT INTO tenants (id, name) VALUES (1, 'a'), (2, 'b'), (3, 'c')",
+            "INSERT INTO tenant_results (tenant_id, result_id) VALUES (1, 5), (1, 9), (2, 5)",
+        ):
+            connection.exec_driver_sql(statement)
+    upgrade(db_url)
+    with engine.connect() as connection:
+        grants = connection.exec_driver_sql(
+            "SELECT tenant_id, result_id, number FROM tenant_results ORDER BY tenant_id, result_id"
+        ).all()
+        counters = connection.exec_driver_sql("SELECT id, last_result_number FROM tenants ORDER BY id").all()
+    engine.dispose()
+    assert [tuple(row) for row in grants] == [(1, 5, 5), (1, 9, 9), (2, 5, 5)]
+    assert [tuple(row) for row in counters] == [(1, 9), (2, 5), (3, 0)]
+
+
 def test_models_and_migrations_agree(db_url: str) -> None:
     """`alembic check`: autogenerate finds nothing to add, drop or alter after the migrations ran."""
     upgrade(db_url)

@@ -5,12 +5,15 @@ from __future__ import annotations
 import multiprocessing
 import multiprocessing.queues
 import multiprocessing.synchronize
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
+from evalsvc.errors import NotFound
 from evalsvc.store import (
+    Grant,
     ModelVersion,
     Result,
     Store,
@@ -21,6 +24,7 @@ from evalsvc.store import (
     get_result,
     grant_results,
     store_results,
+    tenant_result_numbers,
 )
 from tests.store.factories import make_fingerprint, make_record
 
@@ -143,12 +147,51 @@ def test_results_are_visible_only_to_the_tenants_that_asked(store: Store) -> Non
         [result_id] = store_results(
             session, ensure_model_version(session, fingerprint), [make_record(1, fingerprint.key)]
         ).values()
-        grant_results(session, alice, [result_id])
-        grant_results(session, alice, [result_id])  # idempotent
+        assert grant_results(session, alice, [result_id]) == {result_id: Grant(1, new=True)}
+        assert grant_results(session, alice, [result_id]) == {result_id: Grant(1, new=False)}  # idempotent
     with store.session() as session:
-        assert get_result(session, result_id, tenant_id=alice) is not None
-        assert get_result(session, result_id, tenant_id=bob) is None
+        assert get_result(session, 1, tenant_id=alice).id == result_id  # by alice's number
+        assert get_result(session, 1, tenant_id=bob) is None
         assert get_result(session, result_id) is not None  # the operator sees everything
+
+
+def test_each_tenant_numbers_its_results_itself(store: Store) -> None:
+    """Numbers follow the order in which a tenant receives results, whatever others did before."""
+    fingerprint = make_fingerprint()
+    with store.session() as session:
+        alice, bob = create_tenant(session, "alice").id, create_tenant(session, "bob").id
+        version = ensure_model_version(session, fingerprint)
+        ids = list(
+            store_results(session, version, [make_record(i, fingerprint.key) for i in range(5)]).values()
+        )
+        grant_results(session, alice, ids)
+        assert [grant.number for grant in grant_results(session, bob, ids[3:]).values()] == [1, 2]
+        granted = grant_results(session, bob, [ids[0], ids[3]])
+    assert granted == {ids[0]: Grant(3, new=True), ids[3]: Grant(1, new=False)}
+    with store.session() as session:
+        assert tenant_result_numbers(session, alice, ids) == {rid: n for n, rid in enumerate(ids, 1)}
+        assert tenant_result_numbers(session, bob, ids) == {ids[3]: 1, ids[4]: 2, ids[0]: 3}
+
+
+def test_concurrent_grants_of_one_tenant_never_share_a_number(store: Store) -> None:
+    fingerprint = make_fingerprint()
+    with store.session() as session:
+        tenant = create_tenant(session, "alice").id
+        version = ensure_model_version(session, fingerprint)
+        ids = list(
+            store_results(session, version, [make_record(i, fingerprint.key) for i in range(40)]).values()
+        )
+
+    def grant(chunk: list[int]) -> None:
+        with store.session() as session:
+            grant_results(session, tenant, chunk)
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        list(pool.map(grant, [ids[i : i + 10] for i in range(0, 40, 5)]))  # overlapping chunks
+    with store.session() as session:
+        numbers = tenant_result_numbers(session, tenant, ids)
+    assert set(numbers) == set(ids)
+    assert len(set(numbers.values())) == 40
 
 
 def test_foreign_keys_are_enforced(store: Store) -> None:
@@ -156,5 +199,9 @@ def test_foreign_keys_are_enforced(store: Store) -> None:
     with pytest.raises(IntegrityError), store.session() as session:
         store_results(session, 12_345, [record])  # no such model version
     assert count(store, Result) == 0
+    with pytest.raises(NotFound), store.session() as session:
+        grant_results(session, 999, [1])  # no such tenant
+    with store.session() as session:
+        tenant = create_tenant(session, "alice").id
     with pytest.raises(IntegrityError), store.session() as session:
-        grant_results(session, 999, [1])  # no such tenant, no such result
+        grant_results(session, tenant, [12_345])  # no such result

@@ -130,15 +130,22 @@ def test_results_become_visible_to_each_tenant_that_receives_them(engine: Engine
     cache, pair = ResultCache(store), tone_pair(1.0, 1.0)
 
     [for_alice] = score_pairs(engine, [pair], "scores", cache=cache, tenant_id=alice)
-    assert for_alice.id is not None
+    assert for_alice.id == 1 and not for_alice.cached  # alice's first result
     with store.session() as session:
         assert get_result(session, for_alice.id, tenant_id=alice) is not None
         assert get_result(session, for_alice.id, tenant_id=bob) is None
 
+    # Bob's pair is answered from the store (the model does not run again), but nothing in his
+    # answer says that someone else submitted it first: not `cached`, and his own first number.
     [for_bob] = score_pairs(engine, [pair], "scores", cache=cache, tenant_id=bob)
-    assert for_bob.cached and for_bob.id == for_alice.id
+    assert not for_bob.cached and for_bob.id == 1
+    assert for_bob.result.scores == for_alice.result.scores
+    assert rows(store, Result) == 1
     with store.session() as session:
-        assert get_result(session, for_alice.id, tenant_id=bob) is not None
+        assert get_result(session, 1, tenant_id=bob) is not None
+
+    [again] = score_pairs(engine, [pair], "scores", cache=cache, tenant_id=bob)
+    assert again.cached and again.id == 1  # now bob has had it before
 
 
 def test_without_a_cache_nothing_is_looked_up_or_kept(engine: Engine) -> None:
