@@ -279,6 +279,25 @@ def test_a_job_that_fails_is_retried_by_rq_and_skips_what_was_done(
         assert {item.attempts for item in session.query(RunItem).filter_by(run_id=run_id)} == {1}
 
 
+def test_a_job_of_a_run_missing_from_the_workers_database_fails_at_once_without_retries(
+    queued_settings: Settings, work: Callable[[], bool]
+) -> None:
+    """A worker on another database than `bulk submit` (e.g. its own default SQLite file) says so,
+    and does not burn the job's retries on a failure no retry can fix."""
+    queue = ShardQueue.from_settings(queued_settings)
+    shard = Shard(999, 1, 10)
+    assert queue.enqueue([shard]) == 1
+    work()
+    job = Job.fetch(queue.job_id(shard), connection=queue.connection)
+    assert job.get_status() == "failed"
+    assert job.number_of_retries is None  # it ran once
+    result = job.latest_result()
+    assert result is not None and "RunNotInDatabase: run 999 is not in this worker's database" in str(
+        result.exc_string
+    )
+    assert queue.run_jobs(999) == {"queued": 0, "started": 0, "scheduled": 0, "failed": 1}
+
+
 def test_cli_errors(capsys: pytest.CaptureFixture[str], queued_settings: Settings, tmp_path: Path) -> None:
     code, _, err = cli(capsys, "bulk", "status", "999", *queue_flags(queued_settings))
     assert code == EXIT_USER_ERROR and "error [not_found]: no run 999" in err
@@ -287,3 +306,11 @@ def test_cli_errors(capsys: pytest.CaptureFixture[str], queued_settings: Setting
         capsys, "worker", "--burst", "--model", str(tmp_path / "no-such-model"), *queue_flags(queued_settings)
     )
     assert code == EXIT_CONFIG_ERROR and "model_load_failed" in err
+    # A worker whose database cannot be reached fails at start too, before it loads the model.
+    unreachable = "postgresql+psycopg://postgres@127.0.0.1:1/nowhere"
+    code, _, err = cli(
+        capsys, "worker", "--burst", "--model", str(tmp_path / "no-such-model"), "--database-url", unreachable,
+        "--redis-url", queued_settings.redis_url, "--queue", queued_settings.bulk_queue,
+    )  # fmt: skip
+    assert code == EXIT_CONFIG_ERROR and "error [database_unavailable]: database " in err
+    assert "127.0.0.1:1/nowhere is unavailable" in err and "model_load_failed" not in err
