@@ -22,7 +22,6 @@ import os
 import socket
 import uuid
 from dataclasses import dataclass, field
-from operator import attrgetter
 from typing import Any
 
 from sqlalchemy import Float, and_, func, or_, select, update
@@ -72,8 +71,10 @@ class ShardLease:
     def claim(self, limit: int) -> list[PendingItem]:
         """Claim up to `limit` unclaimed pending items of the shard, in manifest order.
 
-        Two statements: PostgreSQL runs `UPDATE ... WHERE id IN (SELECT ... LIMIT n)` as a subplan
-        per row when the subquery reads the clock, which claims the whole shard instead of `n` items.
+        Candidates first, then the claim: PostgreSQL runs `UPDATE ... WHERE id IN (SELECT ... LIMIT
+        n)` as a subplan per row when the subquery reads the clock, which claims the whole shard
+        instead of `n` items. What was claimed is read back (no RETURNING: SQLite has it only since
+        3.35).
         """
         free = or_(_ITEMS.c.lease_expires_at.is_(None), _ITEMS.c.lease_expires_at < database_clock())
         candidates = (
@@ -87,14 +88,18 @@ class ShardLease:
             ids = list(session.scalars(candidates))
             if not ids:
                 return []
-            rows = session.execute(
+            session.execute(
                 update(_ITEMS)
                 # Checked again by the UPDATE itself: on SQLite another claim may come in between.
                 .where(_ITEMS.c.id.in_(ids), self._pending_in_shard(), free)
                 .values(lease_holder=self.holder, lease_expires_at=database_clock() + self.ttl_s)
-                .returning(_ITEMS.c.id, _ITEMS.c.item_key, _ITEMS.c.query_ref, _ITEMS.c.response_ref)
-            ).all()
-        return sorted((PendingItem(*row) for row in rows), key=attrgetter("id"))
+            )
+            rows = session.execute(
+                select(_ITEMS.c.id, _ITEMS.c.item_key, _ITEMS.c.query_ref, _ITEMS.c.response_ref)
+                .where(_ITEMS.c.id.in_(ids), _ITEMS.c.lease_holder == self.holder)
+                .order_by(_ITEMS.c.id)
+            )
+            return [PendingItem(*row) for row in rows]
 
     def pending(self) -> int:
         """How many items of the shard are still pending, claimed by anyone or not."""

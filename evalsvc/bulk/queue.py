@@ -28,7 +28,9 @@ from redis import Redis
 from redis.exceptions import RedisError
 from rq import Queue, Retry
 from rq.exceptions import DuplicateJobError
+from rq.executions import Execution
 from rq.job import Job, JobStatus
+from rq.utils import as_text
 
 from evalsvc.bulk.shards import Shard, job_id_prefix
 from evalsvc.errors import QueueUnavailable
@@ -204,5 +206,9 @@ def requeue_abandoned(queue: Queue, max_worker_deaths: int) -> int:
                 job.set_status(JobStatus.FAILED, pipeline=pipeline)
                 job.save(pipeline=pipeline)
                 queue.failed_job_registry.add(job, ttl=job.failure_ttl, exc_string=message, pipeline=pipeline)
+            # The dead execution goes too (after `enqueue_job`, which wants an empty pipeline): RQ lists
+            # it for 60 s after its data expired, and deleting the job meanwhile (`bulk cancel`) would
+            # fail on it ("Execution ... not found in Redis").
+            Execution.from_composite_key(as_text(entry), connection).delete(job=job, pipeline=pipeline)
             pipeline.execute()
     return requeued

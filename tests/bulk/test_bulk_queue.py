@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -21,7 +22,7 @@ from rq.job import Job
 from evalsvc.audio import AudioLimits
 from evalsvc.bulk.manifest import read_manifest
 from evalsvc.bulk.processing import ShardContext
-from evalsvc.bulk.queue import ShardQueue
+from evalsvc.bulk.queue import WORKER_DEATHS, ShardQueue, requeue_abandoned
 from evalsvc.bulk.records import PendingItem
 from evalsvc.bulk.scorers import LocalItemScorer
 from evalsvc.bulk.service import queue_run, record_run
@@ -36,6 +37,7 @@ from evalsvc.settings import Mode, Settings
 from evalsvc.store import ItemOutcome, RunItem, Store
 from tests.bulk.conftest import PAIRS, SMALL, item_states, result_count
 from workers import jobs
+from workers.worker import ShardWorker
 
 pytestmark = pytest.mark.integration
 
@@ -296,6 +298,30 @@ def test_a_job_of_a_run_missing_from_the_workers_database_fails_at_once_without_
         result.exc_string
     )
     assert queue.run_jobs(999) == {"queued": 0, "started": 0, "scheduled": 0, "failed": 1}
+
+
+def test_a_job_whose_worker_died_is_put_back_until_too_many_workers_died_running_it(
+    queued_settings: Settings,
+) -> None:
+    """Each death puts the job back at once, spending no retry; the last allowed one fails it, so a
+    pair that kills its worker cannot take every worker down in turn."""
+    queue = ShardQueue.from_settings(queued_settings)
+    shard = Shard(1, 1, 10)
+    queue.enqueue([shard])
+    doomed = ShardWorker([queue.queue], connection=queue.connection, heartbeat_ttl_s=1, max_worker_deaths=2)
+    for death in (1, 2):
+        job, _ = Queue.dequeue_any([queue.queue], None, connection=queue.connection)  # type: ignore[misc]
+        doomed.prepare_execution(job)  # what a worker does as it starts the job ...
+        doomed.prepare_job_execution(job)
+        time.sleep(2.1)  # ... and then nothing: its heartbeat (TTL 1 s, whole seconds) expires
+        assert requeue_abandoned(queue.queue, max_worker_deaths=2) == (1 if death == 1 else 0)
+        job = Job.fetch(queue.job_id(shard), connection=queue.connection)
+        assert job.meta[WORKER_DEATHS] == death and job.retries_left == queued_settings.bulk_job_retries
+        if death == 1:
+            assert job.get_status() == "queued" and queue.queue.get_job_ids() == [job.id]
+    assert job.get_status() == "failed"
+    assert queue.run_jobs(1) == {"queued": 0, "started": 0, "scheduled": 0, "failed": 1}
+    job.delete()  # the dead executions are gone with it: RQ would fail here on one it still listed
 
 
 def test_cli_errors(capsys: pytest.CaptureFixture[str], queued_settings: Settings, tmp_path: Path) -> None:
