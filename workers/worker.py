@@ -99,6 +99,8 @@ class ShardWorker(SimpleWorker):
                 self._clean_queue_registries()
             except RedisError as error:  # Redis away: the main loop reports it; try again next time
                 logger.warning("worker %s: registry cleaning failed: %s", self.name, error)
+            except Exception:  # whatever it was, the next interval must still look for dead workers
+                logger.exception("worker %s: registry cleaning failed", self.name)
 
     def clean_registries(self) -> None:
         """RQ's `clean_registries` (part of its maintenance, which the main loop runs between jobs)."""
