@@ -31,7 +31,7 @@ from evalsvc.bulk.service import cancel_run, pending_shards, queue_run, record_r
 from evalsvc.bulk.shards import Shard
 from evalsvc.cli import main
 from evalsvc.engine.tiny import TinyModelPaths
-from evalsvc.settings import Settings
+from evalsvc.settings import Mode, Settings
 from evalsvc.store import Result, Run, RunItem, Store
 from tests.bulk.conftest import PAIRS, item_states, result_count, write_jsonl, write_tone
 from tests.processes import any_alive, children_of
@@ -41,7 +41,7 @@ pytestmark = pytest.mark.integration
 EVALSVC = Path(sys.executable).with_name("evalsvc")
 HEARTBEAT_TTL_S = 2
 MAINTENANCE_INTERVAL_S = 1
-LONG = 200
+LONG = 400
 RECOVERY_SLACK_S = 3  # scheduling delays of a loaded 2-core machine, beyond the documented bound
 TIMEOUT_S = 120
 
@@ -92,9 +92,9 @@ def start_worker(
         sys.stderr.write(f"--- {log.name} ---\n{log.read_text(errors='replace')[-3000:]}\n")
 
 
-def submit(store: Store, settings: Settings, manifest: Path, shard_size: int) -> int:
+def submit(store: Store, settings: Settings, manifest: Path, shard_size: int, mode: Mode = "scores") -> int:
     items = read_manifest(manifest, [manifest.parent]).accepted(skip_invalid=False)
-    run_id = record_run(store, name="crash", mode="scores", items=items)
+    run_id = record_run(store, name="crash", mode=mode, items=items)
     assert queue_run(store, ShardQueue.from_settings(settings), run_id, shard_size) == -(
         -len(items) // shard_size
     )
@@ -206,16 +206,16 @@ def kill(process: subprocess.Popen[bytes]) -> float:
 
 @pytest.fixture
 def long_manifest(tmp_path: Path) -> Path:
-    """200 distinct pairs, none of them in `manifest`: a shard that keeps a worker busy for a while."""
+    """400 distinct pairs, none of them in `manifest`: with generation (`assessment`), a shard that
+    keeps a worker busy for far longer than the test needs, even on a fast idle machine."""
     for index in range(20):
         write_tone(tmp_path / f"lq{index}.wav", 0.8 + index * 0.01, 250.0 + 13 * index)
-    for index in range(10):
         write_tone(tmp_path / f"lr{index}.wav", 0.9 + index * 0.01, 700.0 + 29 * index)
     rows = [
         {"id": f"long-{q}-{r}", "query_audio": f"lq{q}.wav", "response_audio": f"lr{r}.wav", "system": "s",
          "dataset": "long"}
         for q in range(20)
-        for r in range(10)
+        for r in range(20)
     ]  # fmt: skip
     write_jsonl(tmp_path / "long.jsonl", rows)
     return tmp_path / "long.jsonl"
@@ -241,7 +241,7 @@ def test_a_dead_workers_job_comes_back_within_ttl_plus_interval_to_an_idle_or_a_
     bound = ttl_s + MAINTENANCE_INTERVAL_S
 
     # 1. A long shard; its worker dies while the two others are idle.
-    long_run = submit(store, settings, long_manifest, shard_size=LONG)
+    long_run = submit(store, settings, long_manifest, shard_size=LONG, mode="assessment")
     [long_shard] = pending_shards(store, long_run, LONG)
     wait_until(lambda: run_progress(store, long_run).done >= 2, "2 items of the long shard")
     first = running_job(queue, long_shard).worker_name
