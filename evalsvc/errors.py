@@ -32,7 +32,8 @@ README) and `http_status`. Anything that is not an `EvalsvcError` is a bug in ev
     ├── ConfigurationError                 the service's own setup (model, adapter, heads) is wrong
     │   ├── ModelLoadError                 model_load_failed       503
     │   ├── ModelNotAJudge                 model_not_a_judge       503 (the Captioner without its adapter)
-    │   └── HeadsMismatchError             heads_fingerprint_mismatch 503
+    │   ├── HeadsMismatchError             heads_fingerprint_mismatch 503
+    │   └── RunNotInDatabase               run_not_in_database     503 (a worker on another database)
     └── StoreError                         the SQL store cannot serve the request
         ├── StoreUnavailable               database_unavailable    503
         └── StoreSchemaOutdated            database_schema_outdated 503
@@ -221,6 +222,13 @@ class ModelNotAJudge(ConfigurationError):
 
 class HeadsMismatchError(ConfigurationError):
     code = "heads_fingerprint_mismatch"
+
+
+class RunNotInDatabase(ConfigurationError):
+    """A bulk worker got a job of a run its database does not hold: it uses another database than
+    the one the run was submitted to. Retrying cannot help, so the job fails at once."""
+
+    code = "run_not_in_database"
 
 
 class StoreError(EvalsvcError):

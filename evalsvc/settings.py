@@ -197,6 +197,12 @@ class Settings(BaseSettings):
     bulk_maintenance_interval_s: int = Field(
         60, ge=1, description="How often workers look for abandoned jobs (RQ registry cleaning)."
     )
+    bulk_job_max_worker_deaths: int = Field(
+        5,
+        ge=1,
+        description="A shard job whose worker died this many times is failed instead of put back "
+        "(a pair that crashes the process must not take every worker down); deaths are not retries.",
+    )
     model_url: str | None = Field(
         None,
         description="Base URL of an `evalsvc serve` model tier; bulk workers then score through it "

@@ -120,17 +120,22 @@ def free_port() -> int:
 
 
 def start_server(
-    root: Path, tiny_paths: TinyModelPaths, flags: Sequence[str], database_url: str | None = None
+    root: Path,
+    tiny_paths: TinyModelPaths,
+    flags: Sequence[str],
+    database_url: str | None = None,
+    port: int | None = None,
 ) -> RunningServer:
     """Start `evalsvc serve --model tiny` with `flags` under `root` and wait until /ready says so.
 
-    The database is the default SQLite file in the data directory unless `database_url` is given.
+    The database is the default SQLite file in the data directory unless `database_url` is given;
+    the port is a free one unless `port` is given.
     """
     data_dir = root / "data"
     shutil.copytree(tiny_paths.root, Settings(data_dir=data_dir).tiny_model_dir)
     data_root = root / "audio"
     data_root.mkdir()
-    port = free_port()
+    port = port or free_port()
     log = root / "server.log"
     command = [
         str(EVALSVC), "serve", "--model", "tiny", "--data-dir", str(data_dir), "--port", str(port),

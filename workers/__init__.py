@@ -9,8 +9,8 @@ job), and one loaded in the parent before forking cannot be used on the GPU (CUD
 `fork`). `SpawnWorker` starts a new interpreter per job. `SimpleWorker` runs jobs in the worker
 process itself, so the engine loaded at start serves every job. What it lacks is the heartbeat a
 forking worker sends while it waits for its child; here the shard function sends one after every
-batch instead, with a short TTL, so a worker killed mid-shard has its job retried within
-`bulk_heartbeat_ttl_s` rather than after the whole job timeout.
+batch instead, with a short TTL, so a worker killed mid-shard has its job put back within
+`bulk_heartbeat_ttl_s` + `bulk_maintenance_interval_s` rather than after the whole job timeout.
 
 With `EVALSVC_MODEL_URL` the worker holds no model at all: it sends pairs to `evalsvc serve` (the
 GPU stays in the LitServe tier) and the same worker class serves, as light as an HTTP client.

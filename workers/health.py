@@ -1,9 +1,14 @@
-"""`python -m workers.health`: exit 0 when a bulk worker of this host is alive, 1 otherwise.
+"""`python -m workers.health`: exit 0 when a bulk worker of this host is alive and can work, 1 otherwise.
 
-The container healthcheck of `evalsvc worker`. A worker is alive when it is registered on the bulk
-queue under this host name: RQ lets the registration expire when heartbeats stop (between jobs, and
-after every batch during one), so a hung or dead worker turns unhealthy. Deliberately light: no torch,
-no model, no database; Redis and `Settings` only.
+The container healthcheck of `evalsvc worker`. Healthy means both:
+
+- a worker is registered on the bulk queue under this host name: RQ lets the registration expire when
+  heartbeats stop (between jobs, and after every batch during one), so a hung or dead worker turns
+  unhealthy;
+- the database answers: a worker that cannot record anything only burns the jobs it takes.
+
+Deliberately light: no torch, no model; Redis, one `SELECT 1` and `Settings` only. The reason of an
+unhealthy answer is printed on stderr.
 """
 
 from __future__ import annotations
@@ -14,8 +19,9 @@ import sys
 from rq import Queue, Worker
 
 from evalsvc.bulk.queue import connect_redis
-from evalsvc.errors import QueueUnavailable
+from evalsvc.errors import EvalsvcError
 from evalsvc.settings import Settings
+from evalsvc.store import Store
 
 
 def worker_alive(settings: Settings, hostname: str) -> bool:
@@ -24,13 +30,27 @@ def worker_alive(settings: Settings, hostname: str) -> bool:
     return any(worker.hostname == hostname for worker in Worker.all(queue=queue))
 
 
-def main() -> int:
+def unhealthy_reason(settings: Settings, hostname: str) -> str | None:
+    """Why the worker of `hostname` is not healthy, or None when it is."""
     try:
-        alive = worker_alive(Settings(), socket.gethostname())
-    except QueueUnavailable as error:
-        print(error.message, file=sys.stderr)
+        if not worker_alive(settings, hostname):
+            return f"no bulk worker of host {hostname} is registered on queue {settings.bulk_queue}"
+        store = Store.from_settings(settings)
+        try:
+            store.check()
+        finally:
+            store.dispose()
+    except EvalsvcError as error:  # queue_unavailable, database_unavailable, database_schema_outdated
+        return f"{error.code}: {error.message}"
+    return None
+
+
+def main() -> int:
+    reason = unhealthy_reason(Settings(), socket.gethostname())
+    if reason is not None:
+        print(reason, file=sys.stderr)
         return 1
-    return 0 if alive else 1
+    return 0
 
 
 if __name__ == "__main__":

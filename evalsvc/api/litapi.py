@@ -9,6 +9,7 @@ pass the lists of tasks and answers through as they are.
 
 from __future__ import annotations
 
+import multiprocessing
 from typing import Any
 
 import litserve as ls
@@ -16,6 +17,7 @@ import litserve as ls
 from evalsvc.api.model_tier import ScoringTask
 from evalsvc.api.shared import SharedState
 from evalsvc.engine.placement import replica_device
+from evalsvc.lifetime import exit_with_parent
 from evalsvc.settings import Settings
 
 SCORE_PATH = "/v1/score"
@@ -36,6 +38,10 @@ class ScoringAPI(ls.LitAPI):
         self._scorer: Any = None  # a BatchScorer, built by `setup` in the worker process
 
     def setup(self, device: str) -> None:
+        # First: a model worker must not outlive a killed `evalsvc serve` (see `evalsvc.lifetime`).
+        parent = multiprocessing.parent_process()
+        if parent is not None and parent.pid is not None:
+            exit_with_parent(parent.pid)
         # Imported here: torch and the model code load in the model workers only.
         from evalsvc.api.worker import BatchScorer
         from evalsvc.engine.engine import Engine

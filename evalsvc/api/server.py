@@ -36,6 +36,7 @@ from evalsvc.api.service import ScoreService
 from evalsvc.api.shared import SharedState
 from evalsvc.engine.placement import replica_gpu_sets
 from evalsvc.errors import ModelLoadError
+from evalsvc.lifetime import children_exit_with_this_process
 from evalsvc.scoring import ResultCache
 from evalsvc.settings import Settings
 from evalsvc.store import Store
@@ -109,13 +110,15 @@ def serving_devices(device: str, gpus_per_replica: int) -> tuple[str, list[tuple
 
 
 def serve(settings: Settings, log_level: str = "info") -> None:
-    """Run until SIGINT or SIGTERM; both shut the workers and API servers down.
+    """Run until SIGINT or SIGTERM; both shut the workers and API servers down. A SIGKILL leaves
+    none of them behind either: each gets a SIGTERM from the kernel when this process dies.
 
     A model that cannot be loaded (or fails its warm-up) stops the start with `ModelLoadError`.
     """
     shared = SharedState(settings.max_in_flight, settings.in_flight_per_tenant)
     server = build_server(settings, shared)
     signal.signal(signal.SIGTERM, _sigterm_handler(os.getpid()))
+    children_exit_with_this_process()  # API servers and the manager LitServe forks (model workers: setup)
     try:
         server.run(
             host=settings.host,

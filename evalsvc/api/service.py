@@ -13,7 +13,6 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from litserve.utils import WorkerSetupStatus
-from sqlalchemy import text
 from starlette.concurrency import run_in_threadpool
 
 from evalsvc.api.auth import TenantRef
@@ -78,8 +77,7 @@ class ScoreService:
 
     def _database_answers(self) -> bool:
         try:
-            with self.cache.store.session() as session:
-                session.execute(text("SELECT 1"))
+            self.cache.store.check()
         except Exception as error:  # a probe: every failure means "not ready", reported in the log
             logger.warning("readiness: database check failed: %s", error)
             return False

@@ -1,12 +1,15 @@
 """The shard function: what both `evalsvc bulk run` (in process) and an RQ worker execute per shard.
 
-    pending items of the shard (SQL) ──▶ batches ──▶ ItemScorer ──▶ outcomes ──▶ one transaction:
-                                                                               items done/failed,
-                                                                               run counts refreshed
+    claim a batch of the shard's pending items (SQL) ──▶ ItemScorer ──▶ outcomes ──▶ one transaction:
+         ▲                                                                     items done/failed,
+         └──────────────── until no item of the shard is pending ◀──────────── run counts refreshed
 
-Why it is safe to run a shard again, in whole or in part, at any moment:
+Why it is safe to run a shard again, in whole or in part, at any moment, even twice at once:
 
-- only items still `pending` are read, so a retried or resumed shard skips finished items;
+- items are claimed before they are scored (`evalsvc.bulk.leases`), so two runners of one shard
+  share its items instead of scoring them twice, and a dead runner's claims expire with its heartbeat;
+- only items still `pending` are claimed and recorded, so a retried or resumed shard skips finished
+  items and a slow runner never overwrites an item another one finished;
 - results are upserted by content key (first writer wins) and looked up before scoring, so an item
   whose result was stored just before a crash is answered from the store on the next attempt;
 - an item is marked done in the same transaction for its whole batch, so a crash leaves each item
@@ -15,7 +18,8 @@ Why it is safe to run a shard again, in whole or in part, at any moment:
 A failure about one item (bad audio) is recorded on that item and the shard goes on. An exception
 from the model on a batch is narrowed down by halving the batch, so one poison pair fails alone. A
 transient failure (model tier busy, database unreachable) is retried with exponential backoff; if it
-outlasts the retries it is raised, and the job fails, to be retried by RQ (or resumed) later.
+outlasts the retries it is raised, and the job fails, to be retried by RQ (or resumed) later. A run
+missing from the database is a worker configured with another database: `RunNotInDatabase`.
 """
 
 from __future__ import annotations
@@ -28,10 +32,11 @@ from typing import TypeVar
 
 from rq.timeouts import BaseTimeoutException
 
-from evalsvc.bulk.records import PendingItem, RunProgress, get_run, pending_in_range
+from evalsvc.bulk.leases import ShardLease
+from evalsvc.bulk.records import PendingItem, RunProgress, get_run
 from evalsvc.bulk.scorers import ItemScorer, failed, is_transient
 from evalsvc.bulk.shards import Shard
-from evalsvc.errors import EvalsvcError
+from evalsvc.errors import EvalsvcError, NotFound, RunNotInDatabase
 from evalsvc.settings import Mode, Settings
 from evalsvc.store import ItemOutcome, RunStatus, Store, grant_results, record_outcomes, refresh_run_counts
 
@@ -58,11 +63,18 @@ class ShardContext:
     batch_retries: int = 3
     backoff_s: float = 1.0
     sleep: Callable[[float], None] = field(default=time.sleep, repr=False)
+    lease_ttl_s: float = 300.0  # how long a claim outlives the runner's last heartbeat
+    lease_poll_s: float = 1.0  # how often a runner waiting for another's claims looks again
 
     @classmethod
     def from_settings(cls, settings: Settings, store: Store, scorer: ItemScorer) -> ShardContext:
         return cls(
-            store, scorer, settings.bulk_batch_size, settings.bulk_batch_retries, settings.bulk_backoff_s
+            store,
+            scorer,
+            settings.bulk_batch_size,
+            settings.bulk_batch_retries,
+            settings.bulk_backoff_s,
+            lease_ttl_s=settings.bulk_heartbeat_ttl_s,
         )
 
     def retrying(self, action: Callable[[], T], heartbeat: Callable[[], None] = _no_heartbeat) -> T:
@@ -108,42 +120,81 @@ def process_shard(
     on_batch: BatchHook = _no_hook,
     heartbeat: Callable[[], None] = _no_heartbeat,
 ) -> ShardReport:
-    """Score the shard's pending items.
+    """Score the shard's pending items; return once none is pending (or the run was cancelled).
 
     `on_batch` gets the run's progress after each recorded batch (the in-process progress bar);
-    `heartbeat` is called after each batch and before each retry wait (the RQ worker's liveness).
+    `heartbeat` is called after each batch, before each retry wait and while waiting for another
+    runner's claims (the RQ worker's liveness); each call also renews this runner's claims.
     """
     run_info = context.retrying(lambda: _load(context.store, shard), heartbeat)
     if run_info is None:
         return ShardReport(shard, cancelled=True)
-    mode, tenant_id, items = run_info
-    done = failed_count = 0
-    for start in range(0, len(items), context.batch_size):
-        if start and context.retrying(lambda: _cancelled(context.store, shard.run_id), heartbeat):
-            logger.info("run %s was cancelled; shard %s stops", shard.run_id, shard)
-            return ShardReport(shard, done, failed_count, cancelled=True)
-        batch = items[start : start + context.batch_size]
-        outcomes = context.retrying(
-            lambda batch=batch: _score_isolated(context.scorer, batch, mode), heartbeat
-        )
-        progress = context.retrying(
-            lambda outcomes=outcomes: _record(context.store, shard.run_id, tenant_id, outcomes), heartbeat
-        )
-        done += sum(outcome.result_id is not None for outcome in outcomes)
-        failed_count += sum(outcome.result_id is None for outcome in outcomes)
-        on_batch(progress)
+    mode, tenant_id = run_info
+    lease = ShardLease(context.store, shard, context.lease_ttl_s)
+
+    def beat() -> None:
+        _renew(lease)
         heartbeat()
-    return ShardReport(shard, done, failed_count)
+
+    done = failed_count = 0
+    try:
+        while True:
+            batch = context.retrying(lambda: lease.claim(context.batch_size), beat)
+            if batch:
+                outcomes = context.retrying(
+                    lambda batch=batch: _score_isolated(context.scorer, batch, mode), beat
+                )
+                recorded, progress = context.retrying(
+                    lambda outcomes=outcomes: _record(context.store, shard.run_id, tenant_id, outcomes),
+                    beat,
+                )
+                done += recorded[0]
+                failed_count += recorded[1]
+                on_batch(progress)
+                heartbeat()
+            elif context.retrying(lease.pending, beat):
+                # Another runner holds the rest: wait for its batch (or for its claims to expire).
+                beat()
+                context.sleep(context.lease_poll_s)
+            else:
+                return ShardReport(shard, done, failed_count)
+            if context.retrying(lambda: _cancelled(context.store, shard.run_id), beat):
+                logger.info("run %s was cancelled; shard %s stops", shard.run_id, shard)
+                return ShardReport(shard, done, failed_count, cancelled=True)
+    finally:
+        _release(lease)
 
 
-def _load(store: Store, shard: Shard) -> tuple[Mode, int | None, list[PendingItem]] | None:
-    """(mode, tenant, pending items) of the shard; None when the run was cancelled."""
+def _renew(lease: ShardLease) -> None:
+    """Best effort: while the database is down the claims cannot be renewed, nor taken by anyone."""
+    try:
+        lease.renew()
+    except EvalsvcError as error:
+        logger.warning("could not renew the claims of %s: %s", lease.shard, error.message)
+
+
+def _release(lease: ShardLease) -> None:
+    """Best effort: claims that cannot be released now expire after their TTL."""
+    try:
+        lease.release()
+    except EvalsvcError as error:
+        logger.warning("could not release the claims of %s: %s", lease.shard, error.message)
+
+
+def _load(store: Store, shard: Shard) -> tuple[Mode, int | None] | None:
+    """(mode, tenant) of the shard's run; None when the run was cancelled."""
     with store.session() as session:
-        run = get_run(session, shard.run_id)
+        try:
+            run = get_run(session, shard.run_id)
+        except NotFound:
+            database = store.url.render_as_string(hide_password=True)
+            raise RunNotInDatabase(
+                f"run {shard.run_id} is not in this worker's database ({database}): start the worker "
+                "with the database `evalsvc bulk submit` used (EVALSVC_DATABASE_URL)"
+            ) from None
         if run.status == RunStatus.CANCELLED:
             return None
-        items = pending_in_range(session, shard.run_id, shard.first_item_id, shard.last_item_id)
-        return run.mode, run.tenant_id, items  # type: ignore[return-value]
+        return run.mode, run.tenant_id  # type: ignore[return-value]
 
 
 def _cancelled(store: Store, run_id: int) -> bool:
@@ -168,10 +219,13 @@ def _score_isolated(scorer: ItemScorer, items: Sequence[PendingItem], mode: Mode
         return _score_isolated(scorer, items[:middle], mode) + _score_isolated(scorer, items[middle:], mode)
 
 
-def _record(store: Store, run_id: int, tenant_id: int | None, outcomes: Sequence[ItemOutcome]) -> RunProgress:
+def _record(
+    store: Store, run_id: int, tenant_id: int | None, outcomes: Sequence[ItemOutcome]
+) -> tuple[tuple[int, int], RunProgress]:
+    """Record the outcomes; ((done, failed) recorded here, the run's progress)."""
     with store.session() as session:
-        record_outcomes(session, outcomes)
+        recorded = record_outcomes(session, outcomes)
         if tenant_id is not None:
             # The run's tenant may read these results, whichever run or request first produced them.
             grant_results(session, tenant_id, [o.result_id for o in outcomes if o.result_id is not None])
-        return RunProgress.of(refresh_run_counts(session, run_id))
+        return recorded, RunProgress.of(refresh_run_counts(session, run_id))

@@ -9,13 +9,18 @@ Every job gets the time limit, the retry policy and the function path from `Sett
 
 - `timeout`: `bulk_job_timeout_s`; a job that overruns fails and is retried like any failure;
 - `retry`: `Retry(bulk_job_retries, bulk_job_retry_intervals_s)` covers a job that raised (a
-  transient failure outlasting the in-shard retries) and a job whose worker died (RQ's abandoned-job
-  handling re-enqueues it once its heartbeat expires). Intervals need RQ's scheduler, which
+  transient failure outlasting the in-shard retries). Intervals need RQ's scheduler, which
   `evalsvc worker` runs.
+
+A job whose worker died is not a failure of the job: `requeue_abandoned` (run by every
+`evalsvc worker`) puts it straight back instead of RQ's abandoned-job handling, which would spend one
+of its retries and wait out a retry interval.
 """
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 
@@ -23,7 +28,9 @@ from redis import Redis
 from redis.exceptions import RedisError
 from rq import Queue, Retry
 from rq.exceptions import DuplicateJobError
+from rq.executions import Execution
 from rq.job import Job, JobStatus
+from rq.utils import as_text
 
 from evalsvc.bulk.shards import Shard, job_id_prefix
 from evalsvc.errors import QueueUnavailable
@@ -33,6 +40,9 @@ JOB_FUNCTION = "workers.jobs.score_shard"
 _LIVE = frozenset({JobStatus.QUEUED, JobStatus.STARTED, JobStatus.SCHEDULED, JobStatus.DEFERRED})
 _WAITING = frozenset({JobStatus.QUEUED, JobStatus.SCHEDULED, JobStatus.DEFERRED})
 _CONNECT_TIMEOUT_S = 5
+WORKER_DEATHS = "evalsvc_worker_deaths"  # job meta: how many workers died running this job
+
+logger = logging.getLogger(__name__)
 
 
 def connect_redis(url: str) -> Redis:
@@ -148,3 +158,57 @@ class ShardQueue:
             description=str(shard),
             unique=True,
         )
+
+
+def requeue_abandoned(queue: Queue, max_worker_deaths: int) -> int:
+    """Put every job of `queue` whose worker died back at the front of the queue; how many.
+
+    A started job whose heartbeat has expired was abandoned: its worker died (SIGKILL, OOM, a lost
+    node) or hung. RQ's own cleaning would count that as a failed attempt (one retry spent, then a
+    wait of the retry interval, or the failed registry when none is left); here the job goes straight
+    back, and the items the dead worker had claimed become claimable when their lease expires, at the
+    same moment (`evalsvc.bulk.leases`). Deaths are counted apart, in the job's meta: a shard whose
+    runs killed `max_worker_deaths` workers (a pair that crashes the process, say) is failed instead,
+    so that it cannot take every worker down in turn; `bulk resume` queues it again.
+
+    This replaces RQ's cleaning of the started-job registry for the queue: every expired entry is
+    removed, and the one who removes it (ZREM answers 1 to one caller only) is the one who acts on
+    it, so two cleaners never put a job back twice.
+    """
+    registry = queue.started_job_registry
+    connection = queue.connection
+    now = time.time()
+    running = {registry.parse_job_id(entry) for entry in connection.zrangebyscore(registry.key, now, "+inf")}
+    requeued = 0
+    for entry in connection.zrangebyscore(registry.key, 0, now):
+        if not connection.zrem(registry.key, entry):
+            continue  # another cleaner took it
+        job_id = registry.parse_job_id(entry)
+        job = Job.fetch_many([job_id], connection=connection)[0]
+        if job is None or job.get_status(refresh=False) != JobStatus.STARTED or job_id in running:
+            continue  # a finished job's leftover entry, or the job runs again elsewhere already
+        deaths = int(job.meta.get(WORKER_DEATHS, 0)) + 1
+        job.meta[WORKER_DEATHS] = deaths
+        with connection.pipeline() as pipeline:
+            if deaths < max_worker_deaths:
+                logger.warning(
+                    "job %s: its worker %s died (no heartbeat); back on the queue (death %d of %d)",
+                    job.id, job.worker_name, deaths, max_worker_deaths,
+                )  # fmt: skip
+                job.started_at = None
+                queue.enqueue_job(job, pipeline=pipeline, at_front=True)
+                requeued += 1
+            else:
+                message = (
+                    f"{deaths} workers died running this shard job; `evalsvc bulk resume` queues it again"
+                )
+                logger.error("job %s: %s", job.id, message)
+                job.set_status(JobStatus.FAILED, pipeline=pipeline)
+                job.save(pipeline=pipeline)
+                queue.failed_job_registry.add(job, ttl=job.failure_ttl, exc_string=message, pipeline=pipeline)
+            # The dead execution goes too (after `enqueue_job`, which wants an empty pipeline): RQ lists
+            # it for 60 s after its data expired, and deleting the job meanwhile (`bulk cancel`) would
+            # fail on it ("Execution ... not found in Redis").
+            Execution.from_composite_key(as_text(entry), connection).delete(job=job, pipeline=pipeline)
+            pipeline.execute()
+    return requeued

@@ -65,20 +65,6 @@ def item_ids(session: Session, run_id: int, *, pending_only: bool = False) -> li
     return list(session.scalars(query))
 
 
-def pending_in_range(session: Session, run_id: int, first_id: int, last_id: int) -> list[PendingItem]:
-    """The shard's items still to score, in manifest order; finished ones are skipped, not redone."""
-    rows = session.execute(
-        select(RunItem.id, RunItem.item_key, RunItem.query_ref, RunItem.response_ref)
-        .where(
-            RunItem.run_id == run_id,
-            RunItem.id.between(first_id, last_id),
-            RunItem.status == ItemStatus.PENDING,
-        )
-        .order_by(RunItem.id)
-    )
-    return [PendingItem(*row) for row in rows]
-
-
 def set_status(session: Session, run: Run, status: RunStatus) -> None:
     """Change the run's status; `finished_at` is set for the final states and cleared otherwise."""
     run.status = status

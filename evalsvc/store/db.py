@@ -20,7 +20,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from sqlalchemy import Engine, create_engine, event, exc
+from sqlalchemy import Engine, create_engine, event, exc, text
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import NullPool
@@ -152,6 +152,11 @@ class Store:
         sessions = self._open().sessions
         with translate_errors(self.url), sessions.begin() as session:
             yield session
+
+    def check(self) -> None:
+        """Raise `StoreUnavailable` (or `StoreSchemaOutdated`) unless the database answers now."""
+        with self.session() as session:
+            session.execute(text("SELECT 1"))
 
     def dispose(self) -> None:
         """Close this process's connections; the next use opens new ones."""

@@ -87,14 +87,24 @@ RESULT_COPIES = {
 }
 
 
-def record_outcomes(session: Session, outcomes: Sequence[ItemOutcome]) -> None:
-    """Mark items done (linked to their result) or failed (with the error), in one batched UPDATE.
+def record_outcomes(session: Session, outcomes: Sequence[ItemOutcome]) -> tuple[int, int]:
+    """Mark items done (linked to their result) or failed (with the error); (done, failed) counts.
 
-    The same statement copies the linked result's scores onto the item (NULL for a failed item), read
-    from `results` by the database rather than passed in, so a copy always matches its result.
+    Only items still pending are written: an item another runner of the same shard recorded first
+    keeps that outcome and its attempt count (see `evalsvc.bulk.leases`), so a slow runner never
+    overwrites a finished run. The same batched UPDATE clears the item's lease and copies the linked
+    result's scores onto it (NULL for a failed item), read from `results` by the database rather than
+    passed in, so a copy always matches its result.
     """
+    done = [outcome for outcome in outcomes if outcome.result_id is not None]
+    failed = [outcome for outcome in outcomes if outcome.result_id is None]
+    return _record(session, done, ItemStatus.DONE), _record(session, failed, ItemStatus.FAILED)
+
+
+def _record(session: Session, outcomes: Sequence[ItemOutcome], status: ItemStatus) -> int:
     if not outcomes:
-        return
+        return 0
+    items = RunItem.__table__.c
     result_id = bindparam("new_result_id")
     copies = {
         name: select(column).where(Result.id == result_id).scalar_subquery()
@@ -102,23 +112,24 @@ def record_outcomes(session: Session, outcomes: Sequence[ItemOutcome]) -> None:
     }
     statement = (
         update(RunItem.__table__)
-        .where(RunItem.__table__.c.id == bindparam("item_id"))
+        .where(items.id == bindparam("item_id"), items.status == ItemStatus.PENDING.value)
         .values(
-            status=bindparam("new_status"),
+            status=status.value,
             result_id=result_id,
             last_error_code=bindparam("new_error_code"),
             last_error=bindparam("new_error"),
-            attempts=RunItem.__table__.c.attempts + 1,
+            attempts=items.attempts + 1,
+            lease_holder=None,
+            lease_expires_at=None,
             updated_at=func.now(),
             **copies,
         )
     )
-    session.execute(
+    result = session.execute(
         statement,
         [
             {
                 "item_id": outcome.item_id,
-                "new_status": (ItemStatus.FAILED if outcome.result_id is None else ItemStatus.DONE).value,
                 "new_result_id": outcome.result_id,
                 "new_error_code": outcome.error_code,
                 "new_error": outcome.error_message,
@@ -126,6 +137,7 @@ def record_outcomes(session: Session, outcomes: Sequence[ItemOutcome]) -> None:
             for outcome in outcomes
         ],
     )
+    return int(result.rowcount)  # type: ignore[attr-defined]  # summed over the parameter sets
 
 
 def refresh_run_counts(session: Session, run_id: int) -> Run:

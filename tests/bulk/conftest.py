@@ -186,6 +186,7 @@ def work(queued_settings: Settings, store: Store, engine: Engine) -> Iterator[Ca
             [queued_settings.bulk_queue],
             connection=Redis.from_url(queued_settings.redis_url),
             heartbeat_ttl_s=30,
+            max_worker_deaths=queued_settings.bulk_job_max_worker_deaths,
         )
         try:
             return worker.work(burst=True, with_scheduler=False)

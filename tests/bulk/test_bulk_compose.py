@@ -101,7 +101,9 @@ def test_the_dockerfile_copies_what_exists_and_runs_the_cli() -> None:
 def test_the_worker_healthcheck_sees_a_live_worker_of_its_host(redis_url: str) -> None:
     settings = Settings(redis_url=redis_url, bulk_queue="health-check")
     assert health.worker_alive(settings, socket.gethostname()) is False
-    worker = ShardWorker(["health-check"], connection=Redis.from_url(redis_url), heartbeat_ttl_s=5)
+    worker = ShardWorker(
+        ["health-check"], connection=Redis.from_url(redis_url), heartbeat_ttl_s=5, max_worker_deaths=5
+    )
     worker.register_birth()
     try:
         assert health.worker_alive(settings, socket.gethostname()) is True
@@ -109,3 +111,25 @@ def test_the_worker_healthcheck_sees_a_live_worker_of_its_host(redis_url: str) -
     finally:
         worker.register_death()
     assert health.worker_alive(settings, socket.gethostname()) is False
+
+
+@pytest.mark.integration
+def test_the_worker_healthcheck_fails_while_the_database_is_unreachable(
+    redis_url: str, database_url: str
+) -> None:
+    settings = Settings(redis_url=redis_url, bulk_queue="health-check", database_url=database_url)
+    worker = ShardWorker(
+        ["health-check"], connection=Redis.from_url(redis_url), heartbeat_ttl_s=5, max_worker_deaths=5
+    )
+    worker.register_birth()
+    try:
+        assert health.unhealthy_reason(settings, socket.gethostname()) is None
+        unreachable = settings.model_copy(
+            update={"database_url": "postgresql+psycopg://postgres@127.0.0.1:1/x"}
+        )
+        reason = health.unhealthy_reason(unreachable, socket.gethostname())
+        assert reason is not None and reason.startswith("database_unavailable: ")
+    finally:
+        worker.register_death()
+    reason = health.unhealthy_reason(settings, socket.gethostname())
+    assert reason == f"no bulk worker of host {socket.gethostname()} is registered on queue health-check"

@@ -9,11 +9,12 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from evalsvc.audio import AudioLimits
 from evalsvc.bulk.manifest import read_manifest
-from evalsvc.bulk.processing import ShardContext, process_shard
+from evalsvc.bulk.processing import ShardContext, ShardReport, process_shard
 from evalsvc.bulk.records import PendingItem, RunProgress
 from evalsvc.bulk.scorers import LocalItemScorer
 from evalsvc.bulk.service import (
@@ -264,3 +265,50 @@ def test_an_items_error_names_its_files_relative_to_the_data_root(engine: Engine
     assert outcome.error_code == "audio_unreadable"
     assert outcome.error_message is not None and "clip 'set1/q.mp3'" in outcome.error_message
     assert str(tmp_path) not in outcome.error_message and "its content is text" in outcome.error_message
+
+
+def test_two_runners_of_one_shard_share_it_and_score_each_item_once(
+    store: Store, bulk_settings: Settings, engine: Engine, small_manifest: Path
+) -> None:
+    """A resume re-queued a shard that a worker still scores: the second runner takes the items the
+    first has not claimed, then waits for the first's batch instead of scoring it again."""
+    run_id = record(store, small_manifest)
+    [shard] = pending_shards(store, run_id, SMALL)
+    holding, release = threading.Event(), threading.Event()
+
+    def hold_first_batch(_pairs: Sequence[AudioPair]) -> None:
+        if not holding.is_set():
+            holding.set()
+            release.wait(timeout=60)
+
+    slow, fast = Wrapped(engine, hold_first_batch), Wrapped(engine)
+    reports: dict[str, ShardReport] = {}
+
+    def run(name: str, scorer: Wrapped) -> None:
+        local = LocalItemScorer(scorer, ResultCache(store), AudioLimits.from_settings(bulk_settings))  # type: ignore[arg-type]
+        context = ShardContext(store, local, bulk_settings.bulk_batch_size, lease_poll_s=0.05)
+        reports[name] = process_shard(context, shard)
+
+    first = threading.Thread(target=run, args=("slow", slow))
+    second = threading.Thread(target=run, args=("fast", fast))
+    first.start()
+    try:
+        assert holding.wait(timeout=60)
+        second.start()
+        deadline = time.monotonic() + 120
+        while sum(fast.batches) < SMALL - 4 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.3)
+        assert second.is_alive(), "the second runner waits for the first runner's claimed batch"
+    finally:
+        release.set()
+        first.join(timeout=60)
+        if second.ident is not None:
+            second.join(timeout=60)
+
+    assert (slow.batches, fast.batches) == ([4], [4, 4, 4, 4])
+    assert (reports["slow"].done, reports["fast"].done) == (4, SMALL - 4)
+    assert item_states(store, run_id) == {"done": SMALL} and result_count(store) == SMALL
+    with store.session() as session:
+        attempts = set(session.scalars(select(RunItem.attempts).where(RunItem.run_id == run_id)))
+    assert attempts == {1}

@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -21,7 +22,7 @@ from rq.job import Job
 from evalsvc.audio import AudioLimits
 from evalsvc.bulk.manifest import read_manifest
 from evalsvc.bulk.processing import ShardContext
-from evalsvc.bulk.queue import ShardQueue
+from evalsvc.bulk.queue import WORKER_DEATHS, ShardQueue, requeue_abandoned
 from evalsvc.bulk.records import PendingItem
 from evalsvc.bulk.scorers import LocalItemScorer
 from evalsvc.bulk.service import queue_run, record_run
@@ -36,6 +37,7 @@ from evalsvc.settings import Mode, Settings
 from evalsvc.store import ItemOutcome, RunItem, Store
 from tests.bulk.conftest import PAIRS, SMALL, item_states, result_count
 from workers import jobs
+from workers.worker import ShardWorker
 
 pytestmark = pytest.mark.integration
 
@@ -281,6 +283,49 @@ def test_a_job_that_fails_is_retried_by_rq_and_skips_what_was_done(
         assert {item.attempts for item in session.query(RunItem).filter_by(run_id=run_id)} == {1}
 
 
+def test_a_job_of_a_run_missing_from_the_workers_database_fails_at_once_without_retries(
+    queued_settings: Settings, work: Callable[[], bool]
+) -> None:
+    """A worker on another database than `bulk submit` (e.g. its own default SQLite file) says so,
+    and does not burn the job's retries on a failure no retry can fix."""
+    queue = ShardQueue.from_settings(queued_settings)
+    shard = Shard(999, 1, 10)
+    assert queue.enqueue([shard]) == 1
+    work()
+    job = Job.fetch(queue.job_id(shard), connection=queue.connection)
+    assert job.get_status() == "failed"
+    assert job.number_of_retries is None  # it ran once
+    result = job.latest_result()
+    assert result is not None and "RunNotInDatabase: run 999 is not in this worker's database" in str(
+        result.exc_string
+    )
+    assert queue.run_jobs(999) == {"queued": 0, "started": 0, "scheduled": 0, "failed": 1}
+
+
+def test_a_job_whose_worker_died_is_put_back_until_too_many_workers_died_running_it(
+    queued_settings: Settings,
+) -> None:
+    """Each death puts the job back at once, spending no retry; the last allowed one fails it, so a
+    pair that kills its worker cannot take every worker down in turn."""
+    queue = ShardQueue.from_settings(queued_settings)
+    shard = Shard(1, 1, 10)
+    queue.enqueue([shard])
+    doomed = ShardWorker([queue.queue], connection=queue.connection, heartbeat_ttl_s=1, max_worker_deaths=2)
+    for death in (1, 2):
+        job, _ = Queue.dequeue_any([queue.queue], None, connection=queue.connection)  # type: ignore[misc]
+        doomed.prepare_execution(job)  # what a worker does as it starts the job ...
+        doomed.prepare_job_execution(job)
+        time.sleep(2.1)  # ... and then nothing: its heartbeat (TTL 1 s, whole seconds) expires
+        assert requeue_abandoned(queue.queue, max_worker_deaths=2) == (1 if death == 1 else 0)
+        job = Job.fetch(queue.job_id(shard), connection=queue.connection)
+        assert job.meta[WORKER_DEATHS] == death and job.retries_left == queued_settings.bulk_job_retries
+        if death == 1:
+            assert job.get_status() == "queued" and queue.queue.get_job_ids() == [job.id]
+    assert job.get_status() == "failed"
+    assert queue.run_jobs(1) == {"queued": 0, "started": 0, "scheduled": 0, "failed": 1}
+    job.delete()  # the dead executions are gone with it: RQ would fail here on one it still listed
+
+
 def test_cli_errors(capsys: pytest.CaptureFixture[str], queued_settings: Settings, tmp_path: Path) -> None:
     code, _, err = cli(capsys, "bulk", "status", "999", *queue_flags(queued_settings))
     assert code == EXIT_USER_ERROR and "error [not_found]: no run 999" in err
@@ -289,3 +334,11 @@ def test_cli_errors(capsys: pytest.CaptureFixture[str], queued_settings: Setting
         capsys, "worker", "--burst", "--model", str(tmp_path / "no-such-model"), *queue_flags(queued_settings)
     )
     assert code == EXIT_CONFIG_ERROR and "model_load_failed" in err
+    # A worker whose database cannot be reached fails at start too, before it loads the model.
+    unreachable = "postgresql+psycopg://postgres@127.0.0.1:1/nowhere"
+    code, _, err = cli(
+        capsys, "worker", "--burst", "--model", str(tmp_path / "no-such-model"), "--database-url", unreachable,
+        "--redis-url", queued_settings.redis_url, "--queue", queued_settings.bulk_queue,
+    )  # fmt: skip
+    assert code == EXIT_CONFIG_ERROR and "error [database_unavailable]: database " in err
+    assert "127.0.0.1:1/nowhere is unavailable" in err and "model_load_failed" not in err

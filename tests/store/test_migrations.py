@@ -149,6 +149,32 @@ def test_upgrading_from_0004_keeps_the_ids_tenants_were_given(db_url: str) -> No
     assert [tuple(row) for row in counters] == [(1, 9), (2, 5), (3, 0)]
 
 
+def test_0006_adds_unclaimed_item_leases_and_its_downgrade_removes_them(db_url: str) -> None:
+    upgrade(db_url, "0005")
+    engine = create_db_engine(db_url, pooled=False)
+    with engine.begin() as connection:
+        connection.exec_driver_sql(
+            "INSERT INTO runs (id, name, mode, status, item_count, done_count, failed_count) VALUES (1, 'r', 'scores', 'running', 1, 0, 0)"
+        )
+        connection.exec_driver_sql(
+            "INSERT INTO run_items (id, run_id, item_key, query_ref, response_ref, meta, status, attempts)"
+            " VALUES (1, 1, 'a', 'q', 'r', '{}', 'pending', 0)"
+        )
+    upgrade(db_url, "0006")
+    with engine.connect() as connection:
+        row = connection.exec_driver_sql(
+            "SELECT item_key, lease_holder, lease_expires_at FROM run_items"
+        ).one()
+    assert tuple(row) == ("a", None, None)
+
+    downgrade(db_url, "0005")
+    columns = {column["name"] for column in inspect(engine).get_columns("run_items")}
+    with engine.connect() as connection:
+        keys = connection.exec_driver_sql("SELECT item_key FROM run_items").scalars().all()
+    engine.dispose()
+    assert not columns & {"lease_holder", "lease_expires_at"} and keys == ["a"]
+
+
 def test_models_and_migrations_agree(db_url: str) -> None:
     """`alembic check`: autogenerate finds nothing to add, drop or alter after the migrations ran."""
     upgrade(db_url)
