@@ -22,8 +22,10 @@ README) and `http_status`. Anything that is not an `EvalsvcError` is a bug in ev
     │   ├── ValidationFailed               validation_failed       422
     │   ├── ManifestInvalid                manifest_invalid        422 (every bad line, with its number)
     │   │   ├── LabelsInvalid              labels_invalid          422 (a human-labels file, likewise)
-    │   │   └── TextsInvalid               texts_invalid           422 (a `build --texts` file, likewise)
-    │   └── NothingToBuild                 nothing_to_build        422 (a training set would have no rows)
+    │   │   ├── TextsInvalid               texts_invalid           422 (a `build --texts` file, likewise)
+    │   │   └── TrainingDataInvalid        training_data_invalid   422 (a `train adapter` data file, likewise)
+    │   ├── NothingToBuild                 nothing_to_build        422 (a training set would have no rows)
+    │   └── ResumeMismatch                 resume_mismatch         409 (`train adapter --resume` with other data or settings)
     ├── ServiceBusy                        the service cannot answer now; the same request may succeed later
     │   ├── Overloaded                     overloaded              429
     │   ├── NotReady                       not_ready               503
@@ -170,12 +172,41 @@ class TextsInvalid(ManifestInvalid):
     code = "texts_invalid"
 
 
+class TrainingDataInvalid(ManifestInvalid):
+    """A `train adapter` data file with problems, every one with its line; nothing is trained.
+
+    `located` keeps the file of each problem, since one command may read several data files;
+    `summary` counts them without listing them (what a command prints after the list)."""
+
+    code = "training_data_invalid"
+
+    def __init__(self, message: str, located: Sequence[tuple[str, int, str]], summary: str = "") -> None:
+        super().__init__(message, [(line, problem) for _, line, problem in located])
+        self.located = list(located)
+        self.summary = summary or message
+
+    def to_dict(self) -> dict[str, Any]:
+        return EvalsvcError.to_dict(self) | {
+            "problems": [
+                {"file": file, "line": line, "message": problem} for file, line, problem in self.located
+            ]
+        }
+
+
 class NothingToBuild(UserInputError):
     """A training-data build that would write no row: nothing is written or registered, and the message
     says, per reason the items were left out, what to supply instead."""
 
     code = "nothing_to_build"
     http_status = 422
+
+
+class ResumeMismatch(UserInputError):
+    """`train adapter --resume` whose data, stages or settings differ from the interrupted training's:
+    continuing would give an adapter that neither of the two commands describes."""
+
+    code = "resume_mismatch"
+    http_status = 409
 
 
 class ServiceBusy(EvalsvcError):

@@ -31,7 +31,9 @@ def positive_float(value: str) -> float:
 
 def register(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser(
-        "train", help="fit the score heads on human labels", description="Training of the judge itself."
+        "train",
+        help="fit the score heads on human labels, or train the LoRA adapter",
+        description="Training of the judge itself.",
     )
     targets = parser.add_subparsers(dest="train_target", required=True, metavar="TARGET")
     heads = targets.add_parser(
@@ -55,6 +57,9 @@ def register(commands: argparse._SubParsersAction) -> None:
     add_model_options(heads)
     add_store_options(heads)
     heads.set_defaults(handler=run_heads)
+    from evalsvc.cli import train_adapter  # it takes this module's argument types
+
+    train_adapter.register(targets)
 
 
 def run_heads(args: argparse.Namespace, settings: Settings) -> int:

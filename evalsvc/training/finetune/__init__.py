@@ -1,0 +1,28 @@
+"""LoRA fine-tuning of the judge (`evalsvc train adapter`): the paper's staged recipe on one GPU.
+
+    datafile / sources   examples from JSON-lines or CSV files (later: a judged run), checked whole
+    tasks                ser, caption, assessment as token ids, through the engine's processor
+    plan                 settings, stages, validation split, data order
+    model                the thinker with a fresh LoRA of the served shape
+    loop                 the training loop: accumulation, early stopping, checkpoints, Ctrl-C
+    checkpoints          what `--resume` continues from
+    job                  `train_adapter`: the entry point, and training.json
+
+Public API: `train_adapter(settings, AdapterJob(...))`, `ExampleSource` (with `DataFileSource`),
+`TrainConfig`, `TrainingInterrupted`.
+"""
+
+from evalsvc.training.finetune.job import AdapterJob, train_adapter
+from evalsvc.training.finetune.loop import TrainingInterrupted
+from evalsvc.training.finetune.plan import TrainConfig
+from evalsvc.training.finetune.sources import DataFileSource, ExampleSource, SourceRead
+
+__all__ = [
+    "AdapterJob",
+    "DataFileSource",
+    "ExampleSource",
+    "SourceRead",
+    "TrainConfig",
+    "TrainingInterrupted",
+    "train_adapter",
+]
