@@ -46,6 +46,7 @@ from pycocoevalcap.tokenizer import ptbtokenizer
 from sklearn.metrics import accuracy_score, balanced_accuracy_score
 
 from evalsvc.errors import InvalidParameter
+from evalsvc.training.datasets import reflection_text
 
 BLEU = ("BLEU-1", "BLEU-2", "BLEU-3", "BLEU-4")
 METRICS = (*BLEU, "METEOR", "ROUGE-L", "CIDEr-D", "SPICE", "SPIDEr", "FENSE")
@@ -161,7 +162,6 @@ def match_by_key(
     """Pair each hypothesis with the references of its key. With `strip_score_lines`, a final
     `SCORES: ...` line (the judge's verdict, numbers that would inflate n-gram overlap) is removed from
     both sides: the assessment's prose is what is compared."""
-    from evalsvc.training.datasets import reflection_text
 
     def text(value: str) -> str:
         return reflection_text(value) if strip_score_lines else value.strip()

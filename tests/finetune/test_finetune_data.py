@@ -157,7 +157,7 @@ def test_a_bad_data_file_stops_the_command_before_anything_is_loaded_or_written(
     assert not out.exists()
 
 
-def test_stages_follow_the_order_given_or_the_papers(dataset: Dataset) -> None:
+def test_stages_follow_the_order_given_or_the_papers() -> None:
     present = {"ser", "caption", "assessment"}
     assert [s.tasks for s in plan_stages([], False, present)] == [("ser",), ("caption",), ("assessment",)]
     assert [s.tasks for s in plan_stages(["assessment", "ser"], False, present)] == [

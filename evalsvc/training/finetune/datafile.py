@@ -20,21 +20,20 @@ line and nothing is trained while there is one.
 
 from __future__ import annotations
 
-import csv
 import hashlib
-import io
-import json
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from evalsvc.audio import AudioLimits, decode_audio, name_under
+from evalsvc.bulk.manifest import _csv_header as manifest_csv_header
+from evalsvc.bulk.manifest import _csv_rows as manifest_csv_rows
 from evalsvc.bulk.manifest import _PathResolver
 from evalsvc.engine.prompt import parse_score_line
 from evalsvc.engine.types import Scores
 from evalsvc.errors import AudioError
-from evalsvc.rowfiles import NUL_PROBLEM, Row, csv_rows, jsonl_rows, nul_field
+from evalsvc.rowfiles import Row, jsonl_rows
 from evalsvc.suggest import unknown_names
 from evalsvc.training.finetune.tasks import TASKS, Task
 
@@ -119,31 +118,13 @@ def read_data_file(path: Path, roots: Sequence[Path], limits: AudioLimits) -> Da
 
 
 def _csv_rows(text: str, checker: _RowChecker) -> Iterator[Row]:
-    """CSV rows without empty cells (an empty field is an absent one); `meta` is JSON text. A header
-    with unknown columns is reported once, on line 1."""
-    try:
-        columns = [name.strip() for name in next(csv.reader(io.StringIO(text, newline="")), [])]
-    except csv.Error:
-        columns = []  # csv_rows reports it
-    unknown = [name for name in columns if name not in FIELDS]
+    """The manifest's CSV rows (an empty cell is an absent field; `meta` is JSON text); a header with
+    unknown columns is reported once, on line 1."""
+    unknown = [name for name in manifest_csv_header(text) if name not in FIELDS]
     if unknown:
         checker.problem(1, f"unknown column(s) {unknown_names(unknown, FIELDS)} in the header")
         checker.reported_columns = frozenset(unknown)
-    for line, parsed in csv_rows(text):
-        if isinstance(parsed, str):
-            yield line, parsed
-            continue
-        row: dict[str, Any] = {name: cell for name, cell in parsed.items() if cell != ""}
-        if "meta" in row:
-            try:
-                row["meta"] = json.loads(row["meta"])
-            except (ValueError, RecursionError):
-                yield line, "meta is not valid JSON (write a JSON object)"
-                continue
-            if (where := nul_field(row["meta"], "meta")) is not None:
-                yield line, f"{where} {NUL_PROBLEM}"
-                continue
-        yield line, row
+    yield from manifest_csv_rows(text)
 
 
 class _RowChecker:

@@ -31,9 +31,10 @@ from evalsvc.engine.fingerprint import package_versions
 from evalsvc.errors import InvalidParameter, ResumeMismatch
 from evalsvc.settings import Settings
 from evalsvc.training.finetune.checkpoints import Checkpoint, CheckpointDir, Progress
+from evalsvc.training.finetune.datafile import Example
 from evalsvc.training.finetune.loop import StagedTrainer
-from evalsvc.training.finetune.model import TrainableJudge, base_checkpoint, base_fingerprint
-from evalsvc.training.finetune.plan import TrainConfig, digest, plan_stages, split_validation
+from evalsvc.training.finetune.model import BaseCheckpoint, TrainableJudge, base_checkpoint, base_fingerprint
+from evalsvc.training.finetune.plan import Stage, TrainConfig, digest, plan_stages, split_validation
 from evalsvc.training.finetune.sources import ExampleSource, read_sources
 from evalsvc.training.finetune.tasks import Task, prompt_versions
 
@@ -140,10 +141,10 @@ def _checked_resume(checkpoints: CheckpointDir, path: Path | None, plan_digest: 
 def _training_record(
     settings: Settings,
     job: AdapterJob,
-    base: Any,
-    stages: Sequence[Any],
-    train: Sequence[Any],
-    validation: Sequence[Any],
+    base: BaseCheckpoint,
+    stages: Sequence[Stage],
+    train: Sequence[Example],
+    validation: Sequence[Example],
 ) -> dict[str, Any]:
     """Everything that decides the adapter, before training: training.json without its results."""
     fingerprint = base_fingerprint(base)
