@@ -179,7 +179,11 @@ def test_ctrl_c_saves_the_last_step_and_resume_continues_it(
     ]  # fmt: skip
     assert main(command) == 130
     assert [p.name for p in (out / "checkpoints").iterdir()] == ["step-00000007-stage1"]
-    assert "after step 7 is saved" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "after step 7 is saved" in err
+    # the progress bar: stage, step count, the last loss, tokens/s and the last validation loss
+    assert "stage 1/2 ser" in err and "stage 2/2 assessment" in err
+    assert all(f"{key}=" in err for key in ("loss", "tok/s", "val"))
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the handler is put back
 
     monkeypatch.setattr(StagedTrainer, "_step", original)
