@@ -30,18 +30,32 @@ README) and `http_status`. Anything that is not an `EvalsvcError` is a bug in ev
     │   ├── Overloaded                     overloaded              429
     │   ├── NotReady                       not_ready               503
     │   ├── ScoringTimeout                 scoring_timeout         504
-    │   └── QueueUnavailable               queue_unavailable       503 (Redis of the bulk queue)
+    │   ├── QueueUnavailable               queue_unavailable       503 (Redis of the bulk queue)
+    │   ├── LLMUnreachable                 llm_unreachable         502 (the judge LLM's API: no connection)
+    │   ├── LLMServerError                 llm_server_error        502 (it kept answering 5xx)
+    │   ├── LLMRateLimited                 llm_rate_limited        429 (it kept answering 429)
+    │   └── LLMTimeout                     llm_timeout             504 (no answer within the time limit)
     ├── ConfigurationError                 the service's own setup (model, adapter, heads) is wrong
     │   ├── ModelLoadError                 model_load_failed       503
     │   ├── ModelNotAJudge                 model_not_a_judge       503 (the Captioner without its adapter)
     │   ├── HeadsMismatchError             heads_fingerprint_mismatch 503
-    │   └── RunNotInDatabase               run_not_in_database     503 (a worker on another database)
-    └── StoreError                         the SQL store cannot serve the request
-        ├── StoreUnavailable               database_unavailable    503
-        └── StoreSchemaOutdated            database_schema_outdated 503
+    │   ├── RunNotInDatabase               run_not_in_database     503 (a worker on another database)
+    │   ├── EmotionLabelsUnmapped          emotion_labels_unmapped 503 (a classifier's labels, not the seven)
+    │   ├── LLMAuthFailed                  llm_auth_failed         503 (the LLM API refused the key)
+    │   └── LLMModelUnavailable            llm_model_unavailable   503 (unknown or refused model)
+    ├── StoreError                         the SQL store cannot serve the request
+    │   ├── StoreUnavailable               database_unavailable    503
+    │   └── StoreSchemaOutdated            database_schema_outdated 503
+    └── LLMReplyError                      one judge call got an answer that cannot be used (per item)
+        ├── LLMRefused                     llm_refused             422 (the model declined to judge)
+        ├── LLMRequestRejected             llm_request_rejected    502 (the API refused this one request)
+        └── LLMReplyUnreadable             llm_reply_unreadable    502 (not the requested format)
+            └── LLMReplyEchoesTemplate     llm_reply_echoes_template 502 (the prompt's own format came back)
 
 Per-item scoring outcomes that are not exceptions (a generated answer without a valid score line)
-are reported as `ItemError` values with the codes in `SCORE_PARSE_CODES`.
+are reported as `ItemError` values with the codes in `SCORE_PARSE_CODES`. The LLM judges
+(evalsvc.judges) report the `LLMReplyError` codes and the transient `LLM_TRANSIENT_CODES` per item
+the same way: `LLM_ITEM_CODES` is both sets.
 """
 
 from __future__ import annotations
@@ -262,6 +276,55 @@ class RunNotInDatabase(ConfigurationError):
     code = "run_not_in_database"
 
 
+class EmotionLabelsUnmapped(ConfigurationError):
+    """An emotion classifier whose label names do not map onto the paper's seven emotions: its
+    labels would be thrown away, so it is refused at load, naming the labels and the setting that maps
+    them (EVALSVC_EMOTION_LABEL_MAP)."""
+
+    code = "emotion_labels_unmapped"
+
+
+class LLMUnreachable(ServiceBusy):
+    """No connection to the judge LLM's API (wrong base URL, server down, DNS): every call of the run
+    would fail alike, so it stops the batch rather than failing each item."""
+
+    code = "llm_unreachable"
+    http_status = 502
+
+
+class LLMServerError(ServiceBusy):
+    """The judge LLM's API answered 5xx on every retry."""
+
+    code = "llm_server_error"
+    http_status = 502
+
+
+class LLMRateLimited(ServiceBusy):
+    """The judge LLM's API answered 429 on every retry: lower EVALSVC_LLM_CONCURRENCY or wait."""
+
+    code = "llm_rate_limited"
+    http_status = 429
+
+
+class LLMTimeout(ServiceBusy):
+    """The judge LLM's API did not answer within EVALSVC_LLM_TIMEOUT_S, on every retry."""
+
+    code = "llm_timeout"
+    http_status = 504
+
+
+class LLMAuthFailed(ConfigurationError):
+    """The judge LLM's API refused the key (401): EVALSVC_LLM_API_KEY is missing or wrong."""
+
+    code = "llm_auth_failed"
+
+
+class LLMModelUnavailable(ConfigurationError):
+    """The judge LLM's API does not serve EVALSVC_LLM_MODEL (unknown, or not allowed for this key)."""
+
+    code = "llm_model_unavailable"
+
+
 class StoreError(EvalsvcError):
     code = "database_error"
     http_status = 503
@@ -277,6 +340,40 @@ class StoreSchemaOutdated(StoreError):
     """The database schema is not the revision this code expects: run `evalsvc db upgrade`."""
 
     code = "database_schema_outdated"
+
+
+class LLMReplyError(EvalsvcError):
+    """One judge call was answered, but the answer cannot be used; the item gets no score (never a
+    guessed one) and the run goes on. Not cached: running the item again asks again."""
+
+    code = "llm_reply_error"
+    http_status = 502
+
+
+class LLMRefused(LLMReplyError):
+    """The model declined to judge (an OpenAI `refusal`, or the `content_filter` finish reason)."""
+
+    code = "llm_refused"
+    http_status = 422
+
+
+class LLMRequestRejected(LLMReplyError):
+    """The API refused this one request (400), e.g. a transcript beyond the model's context."""
+
+    code = "llm_request_rejected"
+
+
+class LLMReplyUnreadable(LLMReplyError):
+    """The reply is not the JSON object (or bare integer) the prompt asks for."""
+
+    code = "llm_reply_unreadable"
+
+
+class LLMReplyEchoesTemplate(LLMReplyUnreadable):
+    """The reply repeats the prompt's own answer format or instructions (prometheus-eval #58: a parser
+    that searched the whole text read the template's example score as the verdict)."""
+
+    code = "llm_reply_echoes_template"
 
 
 SCORE_LINE_MISSING = "score_line_missing"
@@ -298,3 +395,11 @@ class ItemError:
 
     def to_dict(self) -> dict[str, str]:
         return {"code": self.code, "message": self.message}
+
+
+# Per-item LLM outcomes: transient ones may succeed when the item is run again later.
+LLM_TRANSIENT_CODES = frozenset({LLMServerError.code, LLMRateLimited.code, LLMTimeout.code})
+LLM_REPLY_CODES = frozenset(
+    {LLMRefused.code, LLMRequestRejected.code, LLMReplyUnreadable.code, LLMReplyEchoesTemplate.code}
+)
+LLM_ITEM_CODES = LLM_TRANSIENT_CODES | LLM_REPLY_CODES

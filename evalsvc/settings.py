@@ -11,11 +11,13 @@ import re
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 TINY_MODEL = "tiny"
 DEFAULT_MODEL = "Qwen/Qwen3-Omni-30B-A3B-Captioner"
+DEFAULT_ASR_MODEL = "openai/whisper-large-v3"
+DEFAULT_EMOTION_MODEL = "emotion2vec/emotion2vec_plus_large"
 
 Dtype = Literal["auto", "float32", "bfloat16", "float16"]
 AttnImplementation = Literal["auto", "sdpa", "eager", "flash_attention_2", "flash_attention_3"]
@@ -23,6 +25,9 @@ AttnImplementation = Literal["auto", "sdpa", "eager", "flash_attention_2", "flas
 PROFILES = ("auto", "empathyeval", "zero-shot", "zero-shot-thinking", "tiny")
 Profile = Literal["auto", "empathyeval", "zero-shot", "zero-shot-thinking", "tiny"]
 Mode = Literal["scores", "assessment", "both"]
+EmotionBackend = Literal["auto", "funasr", "transformers"]
+StructuredOutput = Literal["auto", "json_schema", "json_object", "off"]
+PromptLanguage = Literal["en", "zh"]
 SERVE_HOSTS = ("127.0.0.1", "0.0.0.0", "::")
 LOOPBACK_HOSTS = ("127.0.0.1",)
 
@@ -208,6 +213,73 @@ class Settings(BaseSettings):
         description="Base URL of an `evalsvc serve` model tier; bulk workers then score through it "
         "(EvalClient, presenting `api_key`) instead of loading the model themselves. It must share "
         "this database.",
+    )
+
+    # --- LLM judges: transcripts, emotion labels, an OpenAI-compatible LLM (evalsvc.judges) --------
+    asr_model: str = Field(
+        DEFAULT_ASR_MODEL,
+        description="Whisper checkpoint for transcripts (hub id or local directory); 'tiny' builds a random "
+        "tiny Whisper under data_dir (tests, demos).",
+    )
+    asr_revision: str | None = Field(None, description="Hub revision of the ASR checkpoint.")
+    asr_language: str = Field(
+        "auto",
+        pattern=r"^(auto|[a-z]{2,3}|[a-z][a-z ]+)$",
+        description="'auto' detects each clip's language; or a Whisper language code or name ('zh', 'en').",
+    )
+    asr_batch_size: int = Field(8, ge=1, le=256, description="Clips per Whisper generate call.")
+    asr_num_beams: int = Field(1, ge=1, le=16, description="Beam width of Whisper decoding (1: greedy).")
+    asr_max_new_tokens: int = Field(
+        440, ge=1, le=444, description="Transcript token limit per clip (Whisper's window holds 448)."
+    )
+    emotion_model: str = Field(
+        DEFAULT_EMOTION_MODEL,
+        description="Emotion classifier: Emotion2Vec through FunASR (pip install 'evalsvc[emotion2vec]'), "
+        "or any transformers audio-classification checkpoint; 'tiny' builds a random tiny one.",
+    )
+    emotion_revision: str | None = Field(None, description="Hub revision of the emotion classifier.")
+    emotion_backend: EmotionBackend = Field(
+        "auto", description="'auto': FunASR for emotion2vec checkpoints, transformers for the rest."
+    )
+    emotion_label_map: dict[str, str] = Field(
+        default_factory=dict,
+        description="Extra classifier label names mapped onto the seven emotions (JSON object), for "
+        "checkpoints whose labels the built-in table does not know; a label mapped to '' is dropped.",
+    )
+    emotion_batch_size: int = Field(8, ge=1, le=256, description="Clips per emotion classifier call.")
+    llm_base_url: str = Field(
+        "https://api.openai.com/v1",
+        pattern=r"^https?://",
+        description="Base URL of the OpenAI-compatible chat completions API (a vLLM server: "
+        "http://host:8000/v1).",
+    )
+    llm_model: str = Field("gpt-4o", min_length=1, description="Model name sent to the LLM API.")
+    llm_api_key: SecretStr | None = Field(
+        None, description="Key of the LLM API; unset for a server that needs none (a local vLLM)."
+    )
+    llm_concurrency: int = Field(8, ge=1, le=256, description="LLM calls in flight at once.")
+    llm_max_retries: int = Field(
+        4,
+        ge=0,
+        le=20,
+        description="Retries of an LLM call after a 429, 5xx, 408/409 or timeout, with exponential backoff "
+        "(0.5 s doubling to 8 s, or the server's Retry-After).",
+    )
+    llm_timeout_s: float = Field(60.0, gt=0.0, le=3600.0, description="Time limit of one LLM call attempt.")
+    llm_temperature: float = Field(0.0, ge=0.0, le=2.0, description="LLM sampling temperature (0: greedy).")
+    llm_seed: int | None = Field(0, description="Seed sent with every LLM call (servers that honour it).")
+    llm_max_tokens: int = Field(1024, ge=16, le=65536, description="Reply token limit of one LLM call.")
+    llm_structured_output: StructuredOutput = Field(
+        "auto",
+        description="'json_schema' (constrained decoding), 'json_object', 'off' (plain text, strict parse); "
+        "'auto' starts with json_schema and steps down when the server rejects it.",
+    )
+    llm_prompt_language: PromptLanguage = Field("en", description="Language of the judge prompts: en or zh.")
+    llm_price_input_per_1m: float | None = Field(
+        None, ge=0.0, description="Price of 1M input tokens (USD); unset: costs are not computed."
+    )
+    llm_price_output_per_1m: float | None = Field(
+        None, ge=0.0, description="Price of 1M output tokens (USD); unset: costs are not computed."
     )
 
     @field_validator("device")
