@@ -2,8 +2,9 @@
 class and loaded by `AutoModel` from a local directory laid out like the hub's (config.yaml,
 model.pt, tokens.txt).
 
-FunASR is the optional extra `evalsvc[emotion2vec]`, not installed by `make install`: without it these
-tests skip, saying so (the label mapping of its results is tested in test_emotion_mapping.py).
+FunASR is the optional extra `evalsvc[emotion2vec]`, which the dev extra (so `make install` and CI)
+includes; where it is missing these tests skip, saying so (the label mapping of its results is tested
+in test_emotion_mapping.py).
 """
 
 from __future__ import annotations
