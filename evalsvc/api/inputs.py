@@ -28,7 +28,6 @@ from starlette.formparsers import MultiPartException
 from starlette.requests import Request
 
 from evalsvc.api.responses import validation_message
-from evalsvc.api.schemas import MAX_METADATA_BYTES, AudioSource, ScoreRequest
 from evalsvc.audio import AudioLimits, decode_audio
 from evalsvc.engine.types import AudioPair
 from evalsvc.errors import (
@@ -39,6 +38,7 @@ from evalsvc.errors import (
     UnsupportedMediaType,
     ValidationFailed,
 )
+from evalsvc.protocol import MAX_METADATA_BYTES, AudioSource, ScoreRequest
 from evalsvc.settings import Mode, Settings
 
 SIDES = ("query", "response")

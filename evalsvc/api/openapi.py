@@ -22,8 +22,8 @@ from typing import Any
 
 from fastapi import FastAPI
 
-from evalsvc.api.schemas import ErrorResponse, ScoreRequest
 from evalsvc.engine.types import MODES
+from evalsvc.protocol import ErrorResponse, ScoreRequest
 
 SECURITY_SCHEMES = {
     "bearer": {"type": "http", "scheme": "bearer", "description": "`Authorization: Bearer KEY`"},

@@ -28,9 +28,9 @@ from sqlalchemy import Float, and_, func, or_, select, update
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.functions import FunctionElement
 
-from evalsvc.bulk.records import PendingItem
 from evalsvc.bulk.shards import Shard
 from evalsvc.store import ItemStatus, RunItem, Store
+from evalsvc.store.run_records import PendingItem
 
 _ITEMS = RunItem.__table__
 HOLDER_LENGTH = 64

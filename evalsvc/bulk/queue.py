@@ -36,7 +36,10 @@ from evalsvc.bulk.shards import Shard, job_id_prefix
 from evalsvc.errors import QueueUnavailable
 from evalsvc.settings import Settings
 
-JOB_FUNCTION = "workers.jobs.score_shard"
+JOB_FUNCTION = "evalsvc.bulk.jobs.score_shard"
+LEGACY_JOB_FUNCTIONS = {"workers.jobs.score_shard": JOB_FUNCTION}
+"""Job paths of earlier releases that a worker still runs (`evalsvc.bulk.rq_worker.ShardJob`): kept for
+one release after the worker moved into `evalsvc.bulk`, so jobs queued before the upgrade drain."""
 _LIVE = frozenset({JobStatus.QUEUED, JobStatus.STARTED, JobStatus.SCHEDULED, JobStatus.DEFERRED})
 _WAITING = frozenset({JobStatus.QUEUED, JobStatus.SCHEDULED, JobStatus.DEFERRED})
 _CONNECT_TIMEOUT_S = 5

@@ -30,10 +30,8 @@ from evalsvc.bulk.manifest import Manifest, ManifestItem, read_manifest
 from evalsvc.bulk.processing import ShardContext
 from evalsvc.bulk.progress import ProgressBar, wait_for_run
 from evalsvc.bulk.queue import ShardQueue
-from evalsvc.bulk.records import RunProgress
 from evalsvc.bulk.results import encode_rows, read_page
-from evalsvc.bulk.scorers import build_item_scorer
-from evalsvc.bulk.service import (
+from evalsvc.bulk.run_operations import (
     cancel_run,
     list_runs,
     queue_run,
@@ -41,8 +39,10 @@ from evalsvc.bulk.service import (
     reopen_run,
     run_in_process,
     run_progress,
-    run_summary,
+    run_state,
+    submit_run,
 )
+from evalsvc.bulk.scorers import build_item_scorer
 from evalsvc.cli.common import (
     EXIT_CONFIG_ERROR,
     EXIT_OK,
@@ -56,9 +56,10 @@ from evalsvc.cli.common import (
 )
 from evalsvc.engine.types import MODES
 from evalsvc.errors import InvalidParameter, ManifestInvalid, QueueUnavailable, ServiceBusy, StoreError
-from evalsvc.reports.scope import tenant_id_by_name
 from evalsvc.settings import Settings
 from evalsvc.store import Store
+from evalsvc.store.run_records import RunProgress
+from evalsvc.store.scope import tenant_id_by_name
 
 EXIT_INTERRUPTED = 130  # the shell's code for Ctrl-C
 
@@ -203,21 +204,26 @@ def _submit(args: argparse.Namespace, settings: Settings) -> int:
     if isinstance(items, int):
         return items
     store = Store.from_settings(settings)
-    tenant_id = tenant_id_for(store, args.tenant)
-    run_id = record_run(store, name=args.name, mode=args.mode, items=items, tenant_id=tenant_id)
-    print(run_id, flush=True)
     try:
-        queued = queue_run(store, ShardQueue.from_settings(settings), run_id, settings.bulk_shard_size)
-    except QueueUnavailable as error:
-        message = (
-            f"run {run_id} is recorded but not queued: {error.message}; then `evalsvc bulk resume {run_id}`"
+        submitted = submit_run(
+            store,
+            lambda: ShardQueue.from_settings(settings),
+            name=args.name,
+            mode=args.mode,
+            items=items,
+            shard_size=settings.bulk_shard_size,
+            tenant_id=tenant_id_for(store, args.tenant),
+            on_recorded=lambda run_id: print(run_id, flush=True),
         )
-        return fail(error.code, message, EXIT_CONFIG_ERROR)
+    except QueueUnavailable as error:
+        return fail(error.code, error.message, EXIT_CONFIG_ERROR)
     print(
-        f"run {run_id}: {len(items)} items in {queued} shard job(s) on {settings.bulk_queue}", file=sys.stderr
+        f"run {submitted.run_id}: {len(items)} items in {submitted.queued_jobs} shard job(s) "
+        f"on {settings.bulk_queue}",
+        file=sys.stderr,
     )
     if args.wait:
-        _wait(store, run_id)
+        _wait(store, submitted.run_id)
     return EXIT_OK
 
 
@@ -249,7 +255,7 @@ def _score_here(store: Store, settings: Settings, run_id: int, *, progress: bool
     finally:
         if bar is not None:
             bar.close()
-    print_json(run_summary(store, run_id).to_dict())
+    print_json(run_state(store, run_id).to_dict())
     return EXIT_OK
 
 
@@ -272,27 +278,25 @@ def _resume(args: argparse.Namespace, settings: Settings) -> int:
     print(f"run {args.run_id}: {queued} shard job(s) queued on {settings.bulk_queue}", file=sys.stderr)
     if args.wait:
         _wait(store, args.run_id)
-    print_json(run_summary(store, args.run_id).to_dict() | {"queued_jobs": queued})
+    print_json(run_state(store, args.run_id).to_dict() | {"queued_jobs": queued})
     return EXIT_OK
 
 
 def _cancel(args: argparse.Namespace, settings: Settings) -> int:
     settings = bulk_settings(args, settings)
     store = Store.from_settings(settings)
-    try:
-        queue: ShardQueue | None = ShardQueue.from_settings(settings)
-    except QueueUnavailable as error:
-        print(f"warning: {error.message}; queued jobs will see the cancellation and stop", file=sys.stderr)
-        queue = None
-    removed = cancel_run(store, queue, args.run_id)
-    print_json(run_summary(store, args.run_id).to_dict() | {"removed_jobs": removed})
+    cancelled = cancel_run(store, lambda: ShardQueue.from_settings(settings), args.run_id)
+    if cancelled.queue_problem is not None:
+        message = cancelled.queue_problem.message
+        print(f"warning: {message}; queued jobs will see the cancellation and stop", file=sys.stderr)
+    print_json(run_state(store, args.run_id).to_dict() | {"removed_jobs": cancelled.removed_jobs})
     return EXIT_OK
 
 
 def _status(args: argparse.Namespace, settings: Settings) -> int:
     """The SQL record, and what the queue holds for the run when Redis is reachable."""
     settings = bulk_settings(args, settings)
-    summary = run_summary(Store.from_settings(settings), args.run_id)
+    summary = run_state(Store.from_settings(settings), args.run_id)
     try:
         jobs: dict[str, int] | None = ShardQueue.from_settings(settings).run_jobs(args.run_id)
     except QueueUnavailable:
@@ -319,7 +323,7 @@ def _list(args: argparse.Namespace, settings: Settings) -> int:
 
 def _results(args: argparse.Namespace, settings: Settings) -> int:
     store = Store.from_settings(settings)
-    run_summary(store, args.run_id)  # a missing run is an error, not an empty file
+    run_state(store, args.run_id)  # a missing run is an error, not an empty file
     output = args.output.open("w", encoding="utf-8", newline="") if args.output else sys.stdout
     try:
         after: int | None = 0

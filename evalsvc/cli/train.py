@@ -64,7 +64,7 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 def run_heads(args: argparse.Namespace, settings: Settings) -> int:
     from evalsvc.training.heads_fit import FitConfig
-    from evalsvc.training.service import HeadsJob, train_heads
+    from evalsvc.training.heads_job import HeadsJob, train_heads
 
     fit = FitConfig(
         validation_fraction=args.validation_fraction,

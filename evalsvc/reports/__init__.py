@@ -13,7 +13,7 @@ database (`queries`); statistics over whole vectors (`stats`) get only the colum
 
 Modules: `scope` (tenancy), `queries` (the SELECTs), `stats`, `schemas` (result models), `summary`,
 `compare`, `agreement`, `labels` (label import), `export`, `tables` (text and HTML tables), `plots`,
-`html`. Front ends: `evalsvc.cli.report`, `evalsvc.cli.labels` and `evalsvc.api.reports`.
+`html`. Front ends: `evalsvc.cli.report`, `evalsvc.cli.labels` and `evalsvc.api.report_routes`.
 """
 
 from evalsvc.reports.agreement import agreement_report, labelled_scores

@@ -31,8 +31,8 @@ from sqlalchemy.orm import Session
 
 from evalsvc.reports.queries import DIMENSIONS, SCORE_COLUMNS, Match, count_rows, human_means, labelled_pairs
 from evalsvc.reports.schemas import AgreementFigures, AgreementReport, AgreementRow, SystemMeans
-from evalsvc.reports.scope import label_set_for, run_for
 from evalsvc.reports.stats import MIN_CORRELATION_POINTS, agreement
+from evalsvc.store.scope import get_run, label_set_for
 
 ROWS = (*DIMENSIONS, "avg", "overall")
 
@@ -58,7 +58,7 @@ class LabelledScores:
 def labelled_scores(
     session: Session, run_id: int, label_set: str, tenant_id: int | None, match: Match = "item"
 ) -> LabelledScores:
-    run_for(session, run_id, tenant_id)
+    get_run(session, run_id, tenant_id=tenant_id)
     labels = label_set_for(session, label_set, tenant_id)
     human = human_means(labels.id, match)
     rows = sorted(session.execute(labelled_pairs(run_id, human, match)), key=lambda row: row[0])

@@ -30,9 +30,9 @@ from sqlalchemy.orm import Session
 
 from evalsvc.errors import LabelsInvalid
 from evalsvc.reports.queries import DIMENSIONS
-from evalsvc.reports.scope import run_for
 from evalsvc.rowfiles import csv_rows, jsonl_rows
 from evalsvc.store import HumanLabelSpec, Result, RunItem, create_label_set, upsert_labels
+from evalsvc.store.scope import get_run
 
 _FORMATS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".csv": "csv"}
 _MAX_KEY = 200  # run_items.item_key
@@ -65,7 +65,7 @@ def import_labels(
     """Check the whole file, then create the label set `name` and store its ratings."""
     labels, problems = parse_labels(_read(path), _format(path))
     if run_id is not None and labels:
-        run_for(session, run_id, tenant_id)
+        get_run(session, run_id, tenant_id=tenant_id)
         labels, missing = _with_audio(session, run_id, labels)
         problems += missing
     if problems or not labels:

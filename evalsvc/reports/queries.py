@@ -23,9 +23,9 @@ from typing import Any, Literal
 from sqlalchemy import ColumnElement, Row, Select, Subquery, and_, case, func, select, text
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
-from evalsvc.reports.scope import visible_runs
 from evalsvc.reports.stats import BIN_EDGES, SHIFT, Moments
 from evalsvc.store import HumanLabel, ItemStatus, LabelSet, Result, Run, RunItem
+from evalsvc.store.scope import visible_runs
 
 # Score columns of `results` and how reports name them (the names of the scoring API).
 SCORE_COLUMNS: dict[str, InstrumentedAttribute[float | None]] = {

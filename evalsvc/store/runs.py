@@ -64,17 +64,6 @@ def add_run_items(session: Session, run_id: int, items: Sequence[RunItemSpec]) -
     return refresh_run_counts(session, run_id).item_count
 
 
-def pending_items(session: Session, run_id: int, *, limit: int | None = None) -> list[RunItem]:
-    """Items of the run not yet done or failed, in submission order."""
-    query = (
-        select(RunItem)
-        .where(RunItem.run_id == run_id, RunItem.status == ItemStatus.PENDING)
-        .order_by(RunItem.id)
-        .limit(limit)
-    )
-    return list(session.scalars(query))
-
-
 # run_items column -> the results column it holds a copy of (see `RunItem`).
 RESULT_COPIES = {
     "ns": Result.ns,

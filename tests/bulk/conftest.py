@@ -26,20 +26,19 @@ import soundfile
 from redis import Redis
 from redis.exceptions import RedisError
 from sqlalchemy import create_engine, func, select, text
-from sqlalchemy.engine import make_url
 
 from evalsvc.audio import AudioLimits
+from evalsvc.bulk import jobs
 from evalsvc.bulk.processing import ShardContext
+from evalsvc.bulk.rq_worker import ShardWorker
 from evalsvc.bulk.scorers import LocalItemScorer
 from evalsvc.engine.engine import Engine
 from evalsvc.scoring import ResultCache
 from evalsvc.settings import Settings
 from evalsvc.store import Result, RunItem, Store
-from evalsvc.store.migrate import upgrade
+from evalsvc.store.scratch import scratch_postgres
 from tests.helpers import running_in_ci
 from tests.redis_databases import REDIS_BASE_URL, NoFreeRedisDatabase, claimed_redis_database
-from workers import jobs
-from workers.worker import ShardWorker
 
 POSTGRES_ADMIN_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 QUERIES, RESPONSES = 10, 5
@@ -88,18 +87,8 @@ def postgres_admin() -> str:
 @pytest.fixture
 def database_url(postgres_admin: str) -> Iterator[str]:
     """A fresh, migrated PostgreSQL database, dropped after the test."""
-    name = f"evalsvc_bulk_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(postgres_admin, isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as connection:
-            connection.execute(text(f'CREATE DATABASE "{name}"'))
-        url = make_url(postgres_admin).set(database=name).render_as_string(hide_password=False)
-        upgrade(url)
+    with scratch_postgres(postgres_admin, prefix="evalsvc_bulk") as url:
         yield url
-        with admin.connect() as connection:
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    finally:
-        admin.dispose()
 
 
 @pytest.fixture(scope="session")

@@ -28,7 +28,7 @@ from sqlalchemy import func, select
 
 from evalsvc.bulk.manifest import read_manifest
 from evalsvc.bulk.queue import WORKER_DEATHS, ShardQueue
-from evalsvc.bulk.service import cancel_run, pending_shards, queue_run, record_run, run_progress
+from evalsvc.bulk.run_operations import cancel_run, pending_shards, queue_run, record_run, run_progress
 from evalsvc.bulk.shards import Shard
 from evalsvc.cli import main
 from evalsvc.engine.tiny import TinyModelPaths
@@ -270,7 +270,7 @@ def test_a_dead_workers_job_comes_back_within_ttl_plus_interval_to_an_idle_or_a_
         job = Job.fetch(queue.job_id(shard), connection=queue.connection)
         assert (job.retries_left, job.meta[WORKER_DEATHS]) == (1, 1), "a death is not a failed attempt"
     for run_id in (long_run, short_run):
-        cancel_run(store, queue, run_id)
+        cancel_run(store, lambda: queue, run_id)
     wait_until(lambda: Job.fetch(queue.job_id(long_shard), connection=queue.connection).get_status() != JobStatus.STARTED, "the survivor to stop")  # fmt: skip
     for run_id in (long_run, short_run):
         assert set(item_attempts(store, run_id)) <= {0, 1}, "no item was recorded twice"

@@ -20,12 +20,13 @@ from rq import Queue
 from rq.job import Job
 
 from evalsvc.audio import AudioLimits
+from evalsvc.bulk import jobs
 from evalsvc.bulk.manifest import read_manifest
 from evalsvc.bulk.processing import ShardContext
 from evalsvc.bulk.queue import WORKER_DEATHS, ShardQueue, requeue_abandoned
-from evalsvc.bulk.records import PendingItem
+from evalsvc.bulk.rq_worker import ShardWorker
+from evalsvc.bulk.run_operations import queue_run, record_run
 from evalsvc.bulk.scorers import LocalItemScorer
-from evalsvc.bulk.service import queue_run, record_run
 from evalsvc.bulk.shards import Shard
 from evalsvc.cli import main
 from evalsvc.cli.common import EXIT_CONFIG_ERROR, EXIT_OK, EXIT_USER_ERROR
@@ -35,9 +36,8 @@ from evalsvc.errors import ServiceBusy
 from evalsvc.scoring import ResultCache
 from evalsvc.settings import Mode, Settings
 from evalsvc.store import ItemOutcome, RunItem, Store
+from evalsvc.store.run_records import PendingItem
 from tests.bulk.conftest import PAIRS, SMALL, item_states, result_count
-from workers import jobs
-from workers.worker import ShardWorker
 
 pytestmark = pytest.mark.integration
 

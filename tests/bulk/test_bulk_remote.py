@@ -13,11 +13,11 @@ from pathlib import Path
 import httpx
 import pytest
 
-from evalsvc.bulk.records import PendingItem
 from evalsvc.bulk.scorers import RemoteItemScorer
 from evalsvc.client import EvalClient, RetryPolicy
 from evalsvc.errors import ConfigurationError, ServiceBusy
 from evalsvc.store import ItemOutcome, Store, ensure_model_version, store_results
+from evalsvc.store.run_records import PendingItem
 from tests.helpers import EXAMPLES
 from tests.store.factories import make_fingerprint, make_record
 

@@ -12,16 +12,15 @@ skipped, except in CI (CI=true), where that is a failure.
 from __future__ import annotations
 
 import os
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
 
 from evalsvc.store import Store
 from evalsvc.store.migrate import upgrade
+from evalsvc.store.scratch import scratch_postgres
 from tests.helpers import running_in_ci
 
 POSTGRES_ADMIN_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
@@ -51,17 +50,10 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'store.sqlite3'}"
         return
-    admin_url = request.getfixturevalue("postgres_admin_url")
-    name = f"evalsvc_test_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as connection:
-            connection.execute(text(f'CREATE DATABASE "{name}"'))
-        yield make_url(admin_url).set(database=name).render_as_string(hide_password=False)
-        with admin.connect() as connection:
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    finally:
-        admin.dispose()
+    with scratch_postgres(
+        request.getfixturevalue("postgres_admin_url"), prefix="evalsvc_test", migrated=False
+    ) as url:
+        yield url
 
 
 @pytest.fixture

@@ -24,7 +24,6 @@ from evalsvc.store import (
     create_tenant,
     ensure_model_version,
     issue_api_key,
-    pending_items,
     record_outcomes,
     refresh_run_counts,
     revoke_api_key,
@@ -32,7 +31,7 @@ from evalsvc.store import (
     tenant_for_api_key,
     upsert_labels,
 )
-from tests.store.factories import make_fingerprint, make_record
+from tests.store.factories import make_fingerprint, make_record, pending_items
 
 
 def items(count: int, system: str = "sys-a") -> list[RunItemSpec]:
