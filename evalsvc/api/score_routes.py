@@ -40,7 +40,7 @@ RESULT_PATH = "/v1/results/{result_id}"
 PROMETHEUS_TEXT = "text/plain; version=0.0.4; charset=utf-8"
 
 
-def add_routes(app: FastAPI, settings: Settings, service: ScoreService, shared: SharedState) -> None:
+def add_score_routes(app: FastAPI, settings: Settings, service: ScoreService, shared: SharedState) -> None:
     limits = AudioLimits.from_settings(settings)
 
     @app.get("/", response_model=ServiceIndex, summary="What this server is (no key needed)", tags=["probes"])

@@ -9,9 +9,10 @@
 
 Every entry point takes a session and the caller's tenant (None: the local CLI, which sees the whole
 database) and answers `NotFound` for runs and label sets outside it. Aggregates are computed by the
-database (`queries`); statistics over whole vectors (`stats`) get only the columns they need.
+database (`queries`); statistics over whole vectors (`evalsvc.stats`) get only the columns they need.
+Tenancy (which runs and label sets a caller sees) is `evalsvc.store.scope`.
 
-Modules: `scope` (tenancy), `queries` (the SELECTs), `stats`, `schemas` (result models), `summary`,
+Modules: `queries` (the SELECTs), `schemas` (result models), `summary`,
 `compare`, `agreement`, `labels` (label import), `export`, `tables` (text and HTML tables), `plots`,
 `html`. Front ends: `evalsvc.cli.report`, `evalsvc.cli.labels` and `evalsvc.api.report_routes`.
 """

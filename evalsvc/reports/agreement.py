@@ -31,7 +31,7 @@ from sqlalchemy.orm import Session
 
 from evalsvc.reports.queries import DIMENSIONS, SCORE_COLUMNS, Match, count_rows, human_means, labelled_pairs
 from evalsvc.reports.schemas import AgreementFigures, AgreementReport, AgreementRow, SystemMeans
-from evalsvc.reports.stats import MIN_CORRELATION_POINTS, agreement
+from evalsvc.stats import MIN_CORRELATION_POINTS, agreement
 from evalsvc.store.scope import get_run, label_set_for
 
 ROWS = (*DIMENSIONS, "avg", "overall")

@@ -23,7 +23,7 @@ from typing import Any, Literal
 from sqlalchemy import ColumnElement, Row, Select, Subquery, and_, case, func, select, text
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
-from evalsvc.reports.stats import BIN_EDGES, SHIFT, Moments
+from evalsvc.stats import BIN_EDGES, SHIFT, Moments
 from evalsvc.store import HumanLabel, ItemStatus, LabelSet, Result, Run, RunItem
 from evalsvc.store.scope import visible_runs
 

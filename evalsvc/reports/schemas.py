@@ -11,7 +11,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from evalsvc.reports.stats import Agreement, Description
+from evalsvc.stats import Agreement, Description
 
 
 class _Report(BaseModel):

@@ -30,7 +30,7 @@ from evalsvc.reports.schemas import (
     RunSummary,
     ScoreStats,
 )
-from evalsvc.reports.stats import BIN_LABELS, Moments, describe
+from evalsvc.stats import BIN_LABELS, Moments, describe
 from evalsvc.store import ItemStatus
 from evalsvc.store.scope import get_run, runs_for
 

@@ -35,10 +35,10 @@ from evalsvc.store import Store, issue_api_key
 from evalsvc.store.scratch import scratch_postgres
 from evalsvc.store.tenants import ensure_tenant
 from tests.helpers import running_in_ci
+from tests.store.conftest import POSTGRES_ADMIN_URL
 
 EVALSVC = Path(sys.executable).with_name("evalsvc")
 START_TIMEOUT_S = 180
-POSTGRES_ADMIN_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 
 AUTH_SERVER_FLAGS = (
     "--max-batch-size", "8", "--batch-timeout", "0.05", "--max-new-tokens", "8", "--api-servers", "2",

@@ -14,7 +14,6 @@ it produces 50 distinct results; `manifest` lists them.
 from __future__ import annotations
 
 import json
-import os
 import signal
 import uuid
 from collections.abc import Callable, Iterator
@@ -25,7 +24,7 @@ import pytest
 import soundfile
 from redis import Redis
 from redis.exceptions import RedisError
-from sqlalchemy import create_engine, func, select, text
+from sqlalchemy import func, select
 
 from evalsvc.audio import AudioLimits
 from evalsvc.bulk import jobs
@@ -40,7 +39,6 @@ from evalsvc.store.scratch import scratch_postgres
 from tests.helpers import running_in_ci
 from tests.redis_databases import REDIS_BASE_URL, NoFreeRedisDatabase, claimed_redis_database
 
-POSTGRES_ADMIN_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 QUERIES, RESPONSES = 10, 5
 PAIRS = QUERIES * RESPONSES
 SMALL = 20
@@ -71,23 +69,10 @@ def redis_url(module_redis_url: str) -> Iterator[str]:
     connection.close()
 
 
-@pytest.fixture(scope="session")
-def postgres_admin() -> str:
-    engine = create_engine(POSTGRES_ADMIN_URL, connect_args={"connect_timeout": 3})
-    try:
-        with engine.connect() as connection:
-            connection.execute(text("SELECT 1"))
-    except Exception as error:
-        _unavailable(f"PostgreSQL at {POSTGRES_ADMIN_URL} is unreachable: {str(error).splitlines()[0]}")
-    finally:
-        engine.dispose()
-    return POSTGRES_ADMIN_URL
-
-
 @pytest.fixture
-def database_url(postgres_admin: str) -> Iterator[str]:
+def database_url(postgres_admin_url: str) -> Iterator[str]:
     """A fresh, migrated PostgreSQL database, dropped after the test."""
-    with scratch_postgres(postgres_admin, prefix="evalsvc_bulk") as url:
+    with scratch_postgres(postgres_admin_url, prefix="evalsvc_bulk") as url:
         yield url
 
 

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from scipy import stats as scipy_stats
 
-from evalsvc.reports.stats import (
+from evalsvc.stats import (
     BIN_EDGES,
     SHIFT,
     Moments,

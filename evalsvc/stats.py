@@ -1,4 +1,5 @@
-"""The statistics of the reports, kept apart from SQL so each is testable on plain arrays.
+"""Statistics on plain arrays, kept apart from SQL so each is testable: the reports' figures and the
+agreement that head fitting reports on its validation split.
 
 Two kinds live here:
 
