@@ -80,6 +80,7 @@ class ShardJob(Job):
 
 class ShardWorker(SimpleWorker):
     def __init__(self, *args: object, heartbeat_ttl_s: int, max_worker_deaths: int, **kwargs: object) -> None:
+        kwargs.setdefault("job_class", ShardJob)
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
         self.heartbeat_ttl_s = heartbeat_ttl_s
         self.max_worker_deaths = max_worker_deaths
@@ -183,7 +184,6 @@ def run_worker(
         [settings.bulk_queue],
         name=name,
         connection=connection,
-        job_class=ShardJob,
         heartbeat_ttl_s=settings.bulk_heartbeat_ttl_s,
         max_worker_deaths=settings.bulk_job_max_worker_deaths,
         maintenance_interval=settings.bulk_maintenance_interval_s,

@@ -34,8 +34,8 @@ from evalsvc.settings import Settings
 from evalsvc.store import Store, issue_api_key
 from evalsvc.store.scratch import scratch_postgres
 from evalsvc.store.tenants import ensure_tenant
+from tests.conftest import POSTGRES_ADMIN_URL
 from tests.helpers import running_in_ci
-from tests.store.conftest import POSTGRES_ADMIN_URL
 
 EVALSVC = Path(sys.executable).with_name("evalsvc")
 START_TIMEOUT_S = 180

@@ -51,7 +51,7 @@ TIMEOUT_S = 120
 def start_worker(
     queued_settings: Settings, tiny_paths: TinyModelPaths, tmp_path: Path
 ) -> Iterator[Callable[..., subprocess.Popen[bytes]]]:
-    """Start `evalsvc worker` (or `python -m workers`) processes configured through EVALSVC_* only."""
+    """Start `evalsvc worker` (or `python -m evalsvc worker`) processes configured through EVALSVC_* only."""
     env = {name: value for name, value in os.environ.items() if not name.startswith("EVALSVC_")} | {
         "EVALSVC_MODEL": str(tiny_paths.model),
         "EVALSVC_ADAPTER": str(tiny_paths.adapter),
@@ -72,7 +72,7 @@ def start_worker(
         *flags: str, module: bool = False, scheduler: bool = False, **overrides: str
     ) -> subprocess.Popen[bytes]:
         """`overrides`: more EVALSVC_* variables, by field name (`max_new_tokens="64"`)."""
-        command = [sys.executable, "-m", "workers"] if module else [str(EVALSVC), "worker"]
+        command = [sys.executable, "-m", "evalsvc", "worker"] if module else [str(EVALSVC), "worker"]
         if not scheduler:
             command.append("--no-scheduler")
         log = tmp_path / f"worker-{len(started)}.log"

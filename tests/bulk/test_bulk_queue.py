@@ -8,6 +8,7 @@ and what happens when they die, are tested in test_bulk_crash.py.
 from __future__ import annotations
 
 import csv
+import importlib.util
 import io
 import json
 import time
@@ -114,6 +115,21 @@ def test_a_submitted_run_is_scored_by_a_worker_exactly_once(
     # Nothing is pending, so a resume queues nothing.
     code, out, _ = cli(capsys, "bulk", "resume", str(run_id), *queue_flags(queued_settings))
     assert code == EXIT_OK and json.loads(out)["queued_jobs"] == 0 and queue.count == 0
+
+
+def test_a_job_queued_under_the_job_path_of_the_last_release_still_runs(
+    queued_settings: Settings, store: Store, small_manifest: Path, work: Callable[[], bool]
+) -> None:
+    """Jobs queued before the worker moved into evalsvc.bulk name `workers.jobs.score_shard`, a module
+    that no longer exists: the worker runs them with the job function of today (for one release)."""
+    items = read_manifest(small_manifest, queued_settings.data_roots).accepted(skip_invalid=False)
+    run_id = record_run(store, name="queued-before-the-upgrade", mode="scores", items=items)
+    queue = Queue(queued_settings.bulk_queue, connection=Redis.from_url(queued_settings.redis_url))
+    queue.enqueue_call("workers.jobs.score_shard", args=(run_id, 1, SMALL), job_id=f"old-run{run_id}")
+    assert importlib.util.find_spec("workers") is None  # the old package is gone
+    assert work() is True
+    assert item_states(store, run_id) == {"done": SMALL}
+    assert queue.finished_job_registry.get_job_ids() == [f"old-run{run_id}"]
 
 
 def test_bulk_run_and_bulk_submit_give_the_same_scores(

@@ -14,9 +14,9 @@ import pytest
 from evalsvc.store import Store
 from evalsvc.store.migrate import upgrade
 from evalsvc.store.scratch import scratch_postgres
-from tests.store.conftest import BACKENDS, postgres_admin_url
+from tests.store.conftest import BACKENDS
 
-__all__ = ["module_store", "postgres_admin_url"]
+__all__ = ["module_store"]
 
 
 @pytest.fixture(scope="module", params=BACKENDS)
