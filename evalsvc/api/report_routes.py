@@ -45,10 +45,10 @@ from evalsvc.reports import (
 )
 from evalsvc.reports.compare import DEFAULT_RESAMPLES, DEFAULT_TIE_MARGIN, MAX_RESAMPLES, sides
 from evalsvc.reports.export import MEDIA_TYPES, ExportFormat, encode_text, write_parquet
-from evalsvc.reports.queries import Match, PairBy
 from evalsvc.reports.schemas import AgreementReport, Comparison, Leaderboards, RunSummary
 from evalsvc.reports.summary import SORT_KEYS
 from evalsvc.store import Store, tenant_result_numbers
+from evalsvc.store.report_queries import Match, PairBy
 
 PREFIX = "/v1/reports"
 RUN = f"{PREFIX}/runs/{{run_id}}"

@@ -6,7 +6,7 @@
 
 Why it is safe to run a shard again, in whole or in part, at any moment, even twice at once:
 
-- items are claimed before they are scored (`evalsvc.bulk.leases`), so two runners of one shard
+- items are claimed before they are scored (`evalsvc.store.item_leases`), so two runners of one shard
   share its items instead of scoring them twice, and a dead runner's claims expire with its heartbeat;
 - only items still `pending` are claimed and recorded, so a retried or resumed shard skips finished
   items and a slow runner never overwrites an item another one finished;
@@ -32,13 +32,13 @@ from typing import TypeVar
 
 from rq.timeouts import BaseTimeoutException
 
-from evalsvc.bulk.leases import ShardLease
 from evalsvc.bulk.scorers import ItemScorer, failed, is_transient
 from evalsvc.bulk.shards import Shard
 from evalsvc.errors import EvalsvcError, NotFound, RunNotInDatabase
 from evalsvc.scoring import isolate_failures
 from evalsvc.settings import Mode, Settings
 from evalsvc.store import ItemOutcome, RunStatus, Store, grant_results, record_outcomes, refresh_run_counts
+from evalsvc.store.item_leases import ShardLease
 from evalsvc.store.run_records import PendingItem, RunProgress
 from evalsvc.store.scope import get_run
 

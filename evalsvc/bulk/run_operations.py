@@ -16,19 +16,18 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import select
-
 from evalsvc.bulk.manifest import ManifestItem
 from evalsvc.bulk.processing import BatchHook, ShardContext, ShardReport, process_shard
 from evalsvc.bulk.queue import ShardQueue
 from evalsvc.bulk.shards import Shard, plan_shards, shards_with_pending
 from evalsvc.errors import QueueUnavailable
 from evalsvc.settings import Mode
-from evalsvc.store import Run, RunStatus, Store, Tenant, add_run_items, create_run, refresh_run_counts
+from evalsvc.store import RunStatus, Store, add_run_items, create_run, refresh_run_counts
 from evalsvc.store.run_records import (
     RunProgress,
     error_counts,
     item_ids,
+    newest_runs,
     reset_failed,
     run_times,
     set_status,
@@ -200,14 +199,6 @@ def run_state(store: Store, run_id: int, *, tenant_id: int | None = None) -> Run
 
 def list_runs(store: Store, *, tenant_id: int | None = None, limit: int = 50) -> list[dict[str, Any]]:
     """The newest runs (of one tenant, or all), with their counts and tenant, for `bulk list`."""
-    query = (
-        select(Run, Tenant.name)
-        .outerjoin(Tenant, Run.tenant_id == Tenant.id)
-        .order_by(Run.id.desc())
-        .limit(limit)
-    )
-    if tenant_id is not None:
-        query = query.where(Run.tenant_id == tenant_id)
     with store.session() as session:
         return [
             {
@@ -222,7 +213,7 @@ def list_runs(store: Store, *, tenant_id: int | None = None, limit: int = 50) ->
                 "pending": run.item_count - run.done_count - run.failed_count,
                 **run_times(run),
             }
-            for run, tenant in session.execute(query)
+            for run, tenant in newest_runs(session, tenant_id=tenant_id, limit=limit)
         ]
 
 

@@ -40,7 +40,6 @@ from evalsvc.reports import (
 from evalsvc.reports.compare import DEFAULT_RESAMPLES, DEFAULT_TIE_MARGIN, sides
 from evalsvc.reports.export import EXPORT_FORMATS
 from evalsvc.reports.plots import distributions_png, radar_png, scatter_png
-from evalsvc.reports.queries import Match, PairBy
 from evalsvc.reports.summary import SORT_KEYS
 from evalsvc.reports.tables import (
     Table,
@@ -52,6 +51,7 @@ from evalsvc.reports.tables import (
 )
 from evalsvc.settings import Settings
 from evalsvc.store import Store
+from evalsvc.store.report_queries import Match, PairBy
 from evalsvc.store.scope import tenant_id_by_name
 
 

@@ -9,10 +9,10 @@
 
 Every entry point takes a session and the caller's tenant (None: the local CLI, which sees the whole
 database) and answers `NotFound` for runs and label sets outside it. Aggregates are computed by the
-database (`queries`); statistics over whole vectors (`evalsvc.stats`) get only the columns they need.
+database (`evalsvc.store.report_queries`); statistics over whole vectors (`evalsvc.stats`) get only the columns they need.
 Tenancy (which runs and label sets a caller sees) is `evalsvc.store.scope`.
 
-Modules: `queries` (the SELECTs), `schemas` (result models), `summary`,
+Modules: `schemas` (result models), `summary`,
 `compare`, `agreement`, `labels` (label import), `export`, `tables` (text and HTML tables), `plots`,
 `html`. Front ends: `evalsvc.cli.report`, `evalsvc.cli.labels` and `evalsvc.api.report_routes`.
 """
@@ -22,8 +22,8 @@ from evalsvc.reports.compare import compare
 from evalsvc.reports.export import export_batches, write_export
 from evalsvc.reports.html import run_report_html
 from evalsvc.reports.labels import import_labels
-from evalsvc.reports.queries import Side
 from evalsvc.reports.summary import leaderboards, run_summary
+from evalsvc.store.report_queries import Side
 
 __all__ = [
     "Side",

@@ -29,9 +29,16 @@ from dataclasses import dataclass, replace
 import numpy as np
 from sqlalchemy.orm import Session
 
-from evalsvc.reports.queries import DIMENSIONS, SCORE_COLUMNS, Match, count_rows, human_means, labelled_pairs
 from evalsvc.reports.schemas import AgreementFigures, AgreementReport, AgreementRow, SystemMeans
 from evalsvc.stats import MIN_CORRELATION_POINTS, agreement
+from evalsvc.store.report_queries import (
+    DIMENSIONS,
+    SCORE_COLUMNS,
+    Match,
+    count_rows,
+    human_means,
+    labelled_pairs,
+)
 from evalsvc.store.scope import get_run, label_set_for
 
 ROWS = (*DIMENSIONS, "avg", "overall")

@@ -25,9 +25,9 @@ import numpy as np
 from sqlalchemy.orm import Session
 
 from evalsvc.errors import InvalidParameter
-from evalsvc.reports.queries import SCORE_COLUMNS, PairBy, Side, count_rows, paired_scores, side_scores
 from evalsvc.reports.schemas import Comparison, DimensionComparison, SideRef
 from evalsvc.stats import bootstrap_means, percentile_interval, wilcoxon_p
+from evalsvc.store.report_queries import SCORE_COLUMNS, PairBy, Side, count_rows, paired_scores, side_scores
 from evalsvc.store.scope import get_run
 
 DEFAULT_RESAMPLES = 10_000

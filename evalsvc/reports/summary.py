@@ -15,13 +15,6 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from evalsvc.errors import InvalidParameter
-from evalsvc.reports.queries import (
-    SCORE_COLUMNS,
-    leaderboard_cells,
-    moments_of,
-    plan_for_aggregates,
-    summary_cells,
-)
 from evalsvc.reports.schemas import (
     GroupSummary,
     Leaderboard,
@@ -32,6 +25,13 @@ from evalsvc.reports.schemas import (
 )
 from evalsvc.stats import BIN_LABELS, Moments, describe
 from evalsvc.store import ItemStatus
+from evalsvc.store.report_queries import (
+    SCORE_COLUMNS,
+    leaderboard_cells,
+    moments_of,
+    plan_for_aggregates,
+    summary_cells,
+)
 from evalsvc.store.scope import get_run, runs_for
 
 SORT_KEYS = ("avg", "NS", "WA", "EU", "ES", "system", "n")

@@ -10,7 +10,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from evalsvc.reports.queries import DIMENSIONS, SCORE_COLUMNS
 from evalsvc.reports.schemas import (
     AgreementFigures,
     AgreementReport,
@@ -20,6 +19,7 @@ from evalsvc.reports.schemas import (
     RunSummary,
     ScoreStats,
 )
+from evalsvc.store.report_queries import DIMENSIONS, SCORE_COLUMNS
 
 MISSING = "-"
 

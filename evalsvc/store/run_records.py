@@ -12,7 +12,7 @@ from datetime import datetime
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from evalsvc.store import ItemStatus, Result, Run, RunItem, RunStatus
+from evalsvc.store.models import ItemStatus, Result, Run, RunItem, RunStatus, Tenant
 
 
 @dataclass(frozen=True)
@@ -103,3 +103,29 @@ def run_times(run: Run) -> dict[str, str | None]:
         return value.isoformat() if value is not None else None
 
     return {"created_at": iso(run.created_at), "finished_at": iso(run.finished_at)}
+
+
+def item_audio_hashes(session: Session, run_id: int) -> dict[str, tuple[str | None, str | None]]:
+    """Item key -> (query sha256, response sha256) of the run's results; (None, None) for an item
+    without a result yet."""
+    rows = session.execute(
+        select(RunItem.item_key, Result.query_sha256, Result.response_sha256)
+        .outerjoin(Result, RunItem.result_id == Result.id)
+        .where(RunItem.run_id == run_id)
+    )
+    return {key: (query, response) for key, query, response in rows}
+
+
+def newest_runs(
+    session: Session, *, tenant_id: int | None = None, limit: int = 50
+) -> list[tuple[Run, str | None]]:
+    """The newest runs (of one tenant, or all), each with its tenant's name."""
+    query = (
+        select(Run, Tenant.name)
+        .outerjoin(Tenant, Run.tenant_id == Tenant.id)
+        .order_by(Run.id.desc())
+        .limit(limit)
+    )
+    if tenant_id is not None:
+        query = query.where(Run.tenant_id == tenant_id)
+    return [(run, tenant) for run, tenant in session.execute(query)]

@@ -22,18 +22,31 @@ import os
 import socket
 import uuid
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import Float, and_, func, or_, select, update
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.functions import FunctionElement
 
-from evalsvc.bulk.shards import Shard
-from evalsvc.store import ItemStatus, RunItem, Store
+from evalsvc.store.handle import Store
+from evalsvc.store.models import ItemStatus, RunItem
 from evalsvc.store.run_records import PendingItem
 
 _ITEMS = RunItem.__table__
 HOLDER_LENGTH = 64
+
+
+class ItemRange(Protocol):
+    """The items a lease covers: a shard of a run (`evalsvc.bulk.shards.Shard`, structurally)."""
+
+    @property
+    def run_id(self) -> int: ...
+
+    @property
+    def first_item_id(self) -> int: ...
+
+    @property
+    def last_item_id(self) -> int: ...
 
 
 class database_clock(FunctionElement[float]):
@@ -64,7 +77,7 @@ class ShardLease:
     """The items of `shard` that this runner (`holder`) claims, for `ttl_s` after each renewal."""
 
     store: Store
-    shard: Shard
+    shard: ItemRange
     ttl_s: float
     holder: str = field(default_factory=new_holder)
 

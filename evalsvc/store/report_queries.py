@@ -1,4 +1,5 @@
-"""Every SELECT the reports run, built with SQLAlchemy Core constructs; callers never write SQL.
+"""Every SELECT the reports run (`evalsvc.reports`), built with SQLAlchemy Core constructs: the reports'
+SQL lives in the store with the rest, and the reports never write SQL themselves.
 
 Aggregates are left to the database (GROUP BY with count, sum and `count(*) FILTER (WHERE ...)`,
 which SQLite and PostgreSQL both have), so a summary of a million results moves a few hundred rows,
