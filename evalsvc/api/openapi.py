@@ -11,7 +11,7 @@
   stay declared on the routes; FastAPI gives their bodies the route's media type (an HTML report's
   404 would be `text/html`), so every error body is moved to `application/json`, as it is sent.
 
-A test runs schemathesis over the result against the live server (tests/test_api_schema.py).
+A test runs schemathesis over the result against the live server (tests/api/test_api_schema.py).
 """
 
 from __future__ import annotations

@@ -17,7 +17,7 @@ from transformers import Qwen3OmniMoeThinkerForConditionalGeneration
 
 from evalsvc.engine.tiny import TINY, build_thinker_config, build_tokenizer
 
-BENCH = Path(__file__).resolve().parent.parent / "bench" / "bench_gpu.py"
+BENCH = Path(__file__).resolve().parents[2] / "bench" / "bench_gpu.py"
 
 
 def load_bench() -> ModuleType:

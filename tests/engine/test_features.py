@@ -13,7 +13,7 @@ from transformers import WhisperFeatureExtractor
 from evalsvc.audio import SAMPLE_RATE, AudioLimits, decode_audio
 from evalsvc.engine.features import LogMelExtractor
 
-EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 WHISPER = WhisperFeatureExtractor(feature_size=128)  # Qwen3-Omni's preprocessor_config.json values
 EXTRACTOR = LogMelExtractor(WHISPER)
 

@@ -246,7 +246,7 @@ def test_the_30b_thinker_is_planned_across_gpus_and_refused_where_it_cannot_fit(
 
 
 def test_batch_invariance_in_bfloat16(tiny_settings: Settings) -> None:
-    """float32 holds to 1e-4 (tests/test_engine.py); bfloat16 to the bounds measured above."""
+    """float32 holds to 1e-4 (tests/engine/test_engine.py); bfloat16 to the bounds measured above."""
     engine = Engine.load(tiny_settings.model_copy(update={"dtype": "bfloat16"}))
     pairs = [tone_pair(0.6 + 0.6 * i, 3.9 - 0.55 * i, 190.0 + 41 * i) for i in range(5)]
     alone_features = torch.cat([engine.pooled_features([pair]) for pair in pairs])

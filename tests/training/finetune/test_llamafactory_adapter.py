@@ -2,9 +2,9 @@
 evalsvc's strict loader and computes what it was trained to compute.
 
 The adapter files are written by LLaMA-Factory's own target selection and peft 0.18.1's writer in
-.venv-consumers (tests/finetune/consumers/llamafactory_adapter.py says how); the reference is the
+.venv-consumers (tests/training/finetune/consumers/llamafactory_adapter.py says how); the reference is the
 tiny base with every LoRA delta of those files added by hand to the weight it adapts, as
-tests/test_adapters.py builds it. Without .venv-consumers (`make consumers`) the test skips with the
+tests/engine/test_adapters.py builds it. Without .venv-consumers (`make consumers`) the test skips with the
 reason; in CI (CI=true) it fails.
 """
 
