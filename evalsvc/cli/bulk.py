@@ -198,12 +198,21 @@ def _accepted_items(args: argparse.Namespace, settings: Settings) -> list[Manife
     return items
 
 
-def _submit(args: argparse.Namespace, settings: Settings) -> int:
+def _opened(args: argparse.Namespace, settings: Settings) -> tuple[Settings, list[ManifestItem], Store] | int:
+    """The settings, the manifest's accepted items and the store of `bulk submit` / `bulk run`; an
+    exit code when the manifest must be fixed first."""
     settings = bulk_settings(args, settings)
     items = _accepted_items(args, settings)
     if isinstance(items, int):
         return items
-    store = Store.from_settings(settings)
+    return settings, items, Store.from_settings(settings)
+
+
+def _submit(args: argparse.Namespace, settings: Settings) -> int:
+    opened = _opened(args, settings)
+    if isinstance(opened, int):
+        return opened
+    settings, items, store = opened
     try:
         submitted = submit_run(
             store,
@@ -228,11 +237,10 @@ def _submit(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _run_inline(args: argparse.Namespace, settings: Settings) -> int:
-    settings = bulk_settings(args, settings)
-    items = _accepted_items(args, settings)
-    if isinstance(items, int):
-        return items
-    store = Store.from_settings(settings)
+    opened = _opened(args, settings)
+    if isinstance(opened, int):
+        return opened
+    settings, items, store = opened
     tenant_id = tenant_id_for(store, args.tenant)
     run_id = record_run(store, name=args.name, mode=args.mode, items=items, tenant_id=tenant_id)
     print(f"run {run_id}: {len(items)} items, scored in this process", file=sys.stderr)
