@@ -226,12 +226,13 @@ def text_agreement_tables(report: dict[str, Any]) -> list[Table]:
     )
     ser = report["ser"]
     if "unavailable" in ser:
-        return [metrics, Table("SER accuracy", ("metric", "value"), [], note=ser["unavailable"])]
+        note = ser["unavailable"]
+    else:
+        note = f"{ser['count']} items with emotion labels on both sides; labels: {', '.join(ser['labels'])}"
     ser_rows = [
-        ("accuracy", number(ser["accuracy"])),
-        ("unweighted accuracy", number(ser["unweighted_accuracy"])),
+        ("accuracy", number(ser.get("accuracy"))),
+        ("unweighted accuracy", number(ser.get("unweighted_accuracy"))),
     ]
-    note = f"{ser['count']} items with emotion labels on both sides; labels: {', '.join(ser['labels'])}"
     return [metrics, Table("SER accuracy", ("metric", "value"), ser_rows, note=note)]
 
 

@@ -112,6 +112,9 @@ class _Extractor:
     """Pooled features from an engine loaded on first use; its fingerprint is known from the files."""
 
     def __init__(self, settings: Settings, pooling: Pooling) -> None:
+        # Features come from the backbone alone: configured heads (fitted on another adapter, say)
+        # are neither needed nor checked.
+        settings = settings.model_copy(update={"heads": None})
         self._settings = settings
         self._pooling = pooling
         self._engine: Engine | None = None

@@ -14,6 +14,7 @@ line, and the four scores). Everything after that is the CLI, on a SQLite store.
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,9 @@ import pytest
 from evalsvc.audio import AudioLimits, decode_audio
 from evalsvc.cli import main
 from evalsvc.cli.common import EXIT_OK, EXIT_USER_ERROR
+from evalsvc.engine.artifacts import resolve_artifacts
+from evalsvc.engine.tiny import TinyModelPaths
+from evalsvc.settings import Settings
 from evalsvc.store import RunItemSpec, Store
 from evalsvc.store.migrate import upgrade
 from tests.finetune.helpers import EMOTIONS, tone_file
@@ -261,3 +265,31 @@ def test_train_heads_from_a_teacher_needs_enough_scored_items(
         "--model", "tiny", "--database-url", url,
     )  # fmt: skip
     assert code == EXIT_USER_ERROR and "no run with id 999" in err
+
+
+def test_heads_are_fitted_on_a_new_adapter_whatever_heads_are_configured(
+    loop_store: tuple[str, Store],
+    tiny_paths: TinyModelPaths,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`train heads --adapter NEW` needs no heads: neither the tiny model's own (fitted on its own
+    adapter) nor configured ones fitted on another adapter stop it with a fingerprint mismatch."""
+    url, store = loop_store
+    scores = [teacher_scores(index) for index in range(12)]
+    run_id = _run_with(store, tmp_path, [{"scores": value} for value in scores])
+    other_adapter = tmp_path / "other-adapter"
+    shutil.copytree(tiny_paths.adapter, other_adapter)
+    (other_adapter / "training.json").write_text("{}\n")  # another adapter: another backbone
+    settings = Settings(model="tiny", adapter=other_adapter, data_dir=tmp_path / "data")
+    assert resolve_artifacts(settings).heads is None
+    for heads in ([], ["--heads", str(tiny_paths.heads)]):
+        out_dir = tmp_path / f"heads{len(heads)}"
+        monkeypatch.setenv("EVALSVC_FEATURES_DIR", str(tmp_path / f"features{len(heads)}"))  # no cache hit
+        code, out, err = cli(
+            capsys, "train", "heads", "--teacher", str(run_id), "--out", str(out_dir), "--model", "tiny",
+            "--adapter", str(other_adapter), "--data-dir", str(tmp_path / "data"), "--database-url", url, *heads,
+        )  # fmt: skip
+        assert code == EXIT_OK, err
+        assert json.loads(out)["items"] == 12
