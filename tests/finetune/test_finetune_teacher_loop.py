@@ -8,7 +8,7 @@
 
 The teacher's runs are written through the store's own functions, as a judged run leaves them (an
 `llm-assessment` run of the LLM judge is stored the same way: assessment text ending in the SCORES
-line, and the four scores). Everything after that is the CLI, on a SQLite store.
+line, and the four scores). Everything after that is the CLI, on SQLite and on PostgreSQL.
 """
 
 from __future__ import annotations
@@ -27,9 +27,11 @@ from evalsvc.engine.artifacts import resolve_artifacts
 from evalsvc.engine.tiny import TinyModelPaths
 from evalsvc.settings import Settings
 from evalsvc.store import RunItemSpec, Store
-from evalsvc.store.migrate import upgrade
 from tests.finetune.helpers import EMOTIONS, tone_file
+from tests.store.conftest import db_url, migrated_url, postgres_admin_url, store
 from tests.store.factories import SeededItem, seed_run
+
+__all__ = ["db_url", "migrated_url", "postgres_admin_url", "store"]  # the store tests' fixtures
 
 TRAIN_PAIRS = 16
 HELD_OUT_PAIRS = 8
@@ -87,10 +89,9 @@ def cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
 
 
 @pytest.fixture
-def loop_store(tmp_path: Path) -> tuple[str, Store]:
-    url = f"sqlite:///{tmp_path / 'store.sqlite3'}"
-    upgrade(url)
-    return url, Store(url)
+def loop_store(store: Store) -> tuple[str, Store]:
+    """The store tests' database, SQLite and PostgreSQL, by URL (for the CLI) and opened."""
+    return store.url.render_as_string(hide_password=False), store
 
 
 def test_teacher_run_to_served_judge_to_agreement(
@@ -117,7 +118,9 @@ def test_teacher_run_to_served_judge_to_agreement(
         "--validation-fraction", "0.25", "--no-progress", *model, *db,
     )  # fmt: skip
     assert code == EXIT_OK, err
-    assert json.loads(out)["stages"][0]["tasks"] == ["assessment"]
+    (stage,) = json.loads(out)["stages"]
+    assert stage["tasks"] == ["assessment"]
+    assert stage["best_validation_loss"] < stage["initial_validation_loss"]  # it learnt from the teacher
     training = json.loads((adapter / "training.json").read_text())
     (source,) = training["data"]["sources"]
     assert source["kind"] == "run" and source["run_id"] == teacher and source["examples"] == TRAIN_PAIRS
