@@ -296,3 +296,16 @@ def test_heads_are_fitted_on_a_new_adapter_whatever_heads_are_configured(
         )  # fmt: skip
         assert code == EXIT_OK, err
         assert json.loads(out)["items"] == 12
+
+
+def test_data_and_targets_must_be_named_once(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = cli(capsys, "train", "adapter", "--out", str(tmp_path / "a"), "--model", "tiny")
+    assert code == EXIT_USER_ERROR
+    assert "error [invalid_parameter]: give training data: --data FILE or --from-run RUN" in err
+    code, _, err = cli(capsys, "train", "heads", "--teacher", "1", "--run", "2", "--out", str(tmp_path / "h"))
+    assert code == EXIT_USER_ERROR
+    assert "--run goes with --labels; --teacher names the run itself" in err
+    with pytest.raises(SystemExit) as exited:
+        main(["train", "heads", "--teacher", "1", "--labels", "mos", "--out", str(tmp_path / "h")])
+    assert exited.value.code == 2
+    assert "not allowed with argument" in capsys.readouterr().err
