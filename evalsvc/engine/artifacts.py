@@ -58,7 +58,9 @@ def resolve_artifacts(settings: Settings) -> ModelArtifacts:
 
             tiny = ensure_tiny_model(settings.tiny_model_dir, settings.tiny_seed)
         model, revision = str(tiny.model), None
-        adapter, heads = settings.adapter or tiny.adapter, settings.heads or tiny.heads
+        # Its heads were fitted on its own adapter: with another adapter they cannot apply.
+        adapter = settings.adapter or tiny.adapter
+        heads = settings.heads or (tiny.heads if settings.adapter is None else None)
     else:
         model, revision, adapter, heads = (
             settings.model,
