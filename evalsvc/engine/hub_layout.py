@@ -91,7 +91,7 @@ def save_in_hub_layout(tiny_model: Path, destination: Path) -> dict[int, int]:
     loaded = Qwen3OmniMoeThinkerForConditionalGeneration.from_pretrained(str(tiny_model))
     tensors = _hub_tensors(loaded.state_dict(), moved)
     total = sum(tensor.numel() * tensor.element_size() for _, tensor in tensors)
-    save_sharded(tensors, destination, max_shard_bytes=total // 2 + 1)  # two shards, as the hub has many
+    save_sharded(tensors, destination, max_shard_bytes=total // 2 + 1)  # several shards, as on the hub
     return moved
 
 
