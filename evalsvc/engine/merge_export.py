@@ -51,11 +51,11 @@ def export_merged(
     adapter = settings.adapter
     if adapter is None:
         raise InvalidParameter("give the LoRA adapter to merge: --adapter DIR (EVALSVC_ADAPTER)")
+    artifacts = resolve_artifacts(settings.model_copy(update={"heads": None}))  # builds `tiny` if needed
     if not adapter.is_dir():
         raise InvalidParameter(f"adapter directory {adapter} does not exist")
     if not (adapter / "adapter_config.json").is_file():
         raise InvalidParameter(f"{adapter} is not a LoRA adapter directory: it has no adapter_config.json")
-    artifacts = resolve_artifacts(settings.model_copy(update={"adapter": adapter, "heads": None}))
     base = fingerprint_of(artifacts, settings)
     placement = parse_placement(settings.device, torch.cuda.is_available())
     dtype = (
