@@ -10,8 +10,8 @@ The vLLM side cannot run here (no registry on the lent machine, 64 MiB carried),
 measures the in-process side only; BENCHMARKS.md says which ratio is not measured.
 
 Measured on the example speech pairs, batch sizes interleaved round by round, medians over rounds:
-pairs/s, and generated tokens/s counted as the tokens of the returned assessments (re-tokenized,
-special tokens excluded). `--size large` is bench_gpu's scaled-up random thinker (the real per-token
+pairs/s, and generated tokens/s: per pair, the tokens `generate` wrote up to and including its
+first stop token. `--size large` is bench_gpu's scaled-up random thinker (the real per-token
 shape at fewer layers and experts), built and loaded through `Engine.load` like the real model.
 """
 
@@ -23,6 +23,7 @@ import sys
 import tempfile
 from pathlib import Path
 from time import perf_counter
+from typing import Any
 
 import torch
 from bench_gpu import DTYPES, SIZES, example_pairs, synchronize
@@ -35,20 +36,47 @@ from evalsvc.settings import Settings
 BATCH_SIZES = (1, 8, 32)
 
 
-def measure(engine: Engine, tokenizer: object, pairs: list[AudioPair], batch: int) -> tuple[float, float]:
+class GeneratedTokens:
+    """Counts the tokens `generate` wrote per pair, up to and including its first stop token: what
+    the model decoded for the answer (a batch also decodes padding after a pair's stop)."""
+
+    def __init__(self, engine: Engine) -> None:
+        loaded = engine._loaded  # the bench's only look inside: the engine reports no token counts
+        self.stop = set(loaded.processor.stop_token_ids)
+        self.count = 0
+        generate = loaded.model.generate
+
+        def counting(*args: Any, **kwargs: Any) -> torch.Tensor:
+            sequences = generate(*args, **kwargs)
+            for row in sequences[:, kwargs["input_ids"].shape[1] :].tolist():
+                self.count += next((i + 1 for i, token in enumerate(row) if token in self.stop), len(row))
+            return sequences
+
+        loaded.model.generate = counting
+
+
+def measure(
+    engine: Engine, tokens: GeneratedTokens, pairs: list[AudioPair], batch: int
+) -> tuple[float, float]:
     """(pairs/s, generated tokens/s) of scoring `pairs` in batches of `batch`, assessment mode."""
-    tokens = 0
+    before = tokens.count
     synchronize(engine.device)
     started = perf_counter()
     for start in range(0, len(pairs), batch):
-        for result in engine.score(pairs[start : start + batch], "assessment"):
-            tokens += len(tokenizer(result.assessment or "", add_special_tokens=False)["input_ids"])  # type: ignore[operator]
+        engine.score(pairs[start : start + batch], "assessment")
     elapsed = perf_counter() - started
-    return len(pairs) / elapsed, tokens / elapsed
+    return len(pairs) / elapsed, (tokens.count - before) / elapsed
 
 
 def run(
-    size: ModelSize, device: str, dtype: str, pairs: int, rounds: int, max_new_tokens: int, workdir: Path
+    size: ModelSize,
+    device: str,
+    dtype: str,
+    pairs: int,
+    rounds: int,
+    max_new_tokens: int,
+    workdir: Path,
+    batch_sizes: tuple[int, ...] = BATCH_SIZES,
 ) -> dict[int, tuple[float, float]]:
     paths = build_tiny_model(workdir / "model", seed=0, size=size, dtype=DTYPES[dtype])
     settings = Settings(
@@ -62,15 +90,15 @@ def run(
     )
     engine = Engine.load(settings)
     engine.warmup()
-    tokenizer = engine._loaded.processor.tokenizer  # the checkpoint's own tokenizer
+    tokens = GeneratedTokens(engine)
     distinct = example_pairs()
     workload = [distinct[index % len(distinct)] for index in range(pairs)]
-    for batch in BATCH_SIZES:  # untimed: allocator and kernel selection for each shape
-        measure(engine, tokenizer, workload[:batch], batch)
-    samples: dict[int, list[tuple[float, float]]] = {batch: [] for batch in BATCH_SIZES}
+    for batch in batch_sizes:  # untimed: allocator and kernel selection for each shape
+        measure(engine, tokens, workload[:batch], batch)
+    samples: dict[int, list[tuple[float, float]]] = {batch: [] for batch in batch_sizes}
     for _ in range(rounds):
-        for batch in BATCH_SIZES:
-            samples[batch].append(measure(engine, tokenizer, workload, batch))
+        for batch in batch_sizes:
+            samples[batch].append(measure(engine, tokens, workload, batch))
     return {
         batch: (statistics.median(s[0] for s in values), statistics.median(s[1] for s in values))
         for batch, values in samples.items()
