@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import soundfile
 
-from evalsvc.bulk.scorers import is_transient
+from evalsvc.bulk.scorers import build_item_scorer, is_transient
 from evalsvc.engine.artifacts import configured_fingerprint
 from evalsvc.engine.engine import Engine
 from evalsvc.engine.merge_manifest import MergeManifest
@@ -30,6 +30,7 @@ from evalsvc.errors import (
 )
 from evalsvc.scoring import is_cacheable
 from evalsvc.settings import Settings
+from evalsvc.store import Store
 from tests.helpers import tone_pair
 from tests.judges.openai_server import Failure, Hang, Reply, ScriptedOpenAI, free_port, serving
 
@@ -156,7 +157,9 @@ def test_an_overloaded_or_failing_server_is_a_coded_transient_failure(
     assert "EVALSVC_LLM" not in str(raised.value)  # the judge LLM's settings are not the ones to fix
 
 
-def test_an_unreachable_or_silent_server_is_a_coded_transient_failure(merged_settings: Settings) -> None:
+def test_an_unreachable_or_silent_server_is_a_coded_transient_failure(
+    merged_settings: Settings, tmp_path: Path
+) -> None:
     nowhere = merged_settings.model_copy(
         update={
             "generation_url": f"http://127.0.0.1:{free_port()}/v1",
@@ -173,7 +176,10 @@ def test_an_unreachable_or_silent_server_is_a_coded_transient_failure(merged_set
         and is_transient(raised.value)
     )
     with pytest.raises(LLMUnreachable):
-        judge.warmup()  # fails at start, before any job
+        judge.warmup()
+    worker = nowhere.model_copy(update={"database_url": f"sqlite:///{tmp_path / 'db.sqlite3'}"})
+    with pytest.raises(LLMUnreachable):  # a bulk worker fails at start, before any job
+        build_item_scorer(worker, Store.from_settings(worker), load_now=True)
     server = ScriptedOpenAI(lambda body, n: Hang(5.0), models=(SERVED,))
     with (
         served_judge(merged_settings, server, generation_timeout_s=0.5) as judge,
