@@ -37,9 +37,9 @@ from evalsvc.judges.ledger import (
     summarize_ab,
     summarize_mos,
 )
-from evalsvc.judges.llm_client import LLMCall, LLMClient, LLMConfig, LLMReply, Prices
 from evalsvc.judges.prompts import JUDGE_KINDS, LANGUAGES, PROMPT_VERSIONS, TurnInput
 from evalsvc.judges.provenance import ModelProvenance
+from evalsvc.llm_client import LLMCall, LLMClient, LLMConfig, LLMReply, Prices
 
 __all__ = [
     "EMOTION2VEC_LABELS",

@@ -14,8 +14,8 @@ from typing import Any
 
 from evalsvc.engine.types import json_digest
 from evalsvc.judges.judges import JudgeSpec
-from evalsvc.judges.llm_client import LLMConfig
 from evalsvc.judges.provenance import ModelProvenance, installed
+from evalsvc.llm_client import LLMConfig
 
 
 @dataclass(frozen=True)

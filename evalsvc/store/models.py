@@ -262,7 +262,7 @@ class RunItem(Base):
     es: Mapped[float | None] = mapped_column(Float)
     avg: Mapped[float | None] = mapped_column(Float)
     result_error_code: Mapped[str | None] = mapped_column(String(64))
-    # The claim of the shard runner scoring this pending item now (`evalsvc.bulk.leases`): who holds it
+    # The claim of the shard runner scoring this pending item now (`evalsvc.store.item_leases`): who holds it
     # and until when, in seconds since the epoch on the database's clock. Cleared when it is recorded.
     lease_holder: Mapped[str | None] = mapped_column(String(64))
     lease_expires_at: Mapped[float | None] = mapped_column(Float)

@@ -6,6 +6,7 @@ done, so each function reads or writes them directly and nothing is cached betwe
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -129,3 +130,14 @@ def newest_runs(
     if tenant_id is not None:
         query = query.where(Run.tenant_id == tenant_id)
     return [(run, tenant) for run, tenant in session.execute(query)]
+
+
+def item_assessments(session: Session, run_id: int) -> Iterator[tuple[str, str | None, str | None]]:
+    """(item key, emotion label, assessment) of every item of the run; None where there is none."""
+    statement = (
+        select(RunItem.item_key, RunItem.emotion, Result.assessment)
+        .select_from(RunItem)
+        .outerjoin(Result, RunItem.result_id == Result.id)
+        .where(RunItem.run_id == run_id)
+    )
+    yield from session.execute(statement).tuples()

@@ -80,7 +80,7 @@ def record_outcomes(session: Session, outcomes: Sequence[ItemOutcome]) -> tuple[
     """Mark items done (linked to their result) or failed (with the error); (done, failed) counts.
 
     Only items still pending are written: an item another runner of the same shard recorded first
-    keeps that outcome and its attempt count (see `evalsvc.bulk.leases`), so a slow runner never
+    keeps that outcome and its attempt count (see `evalsvc.store.item_leases`), so a slow runner never
     overwrites a finished run. The same batched UPDATE clears the item's lease and copies the linked
     result's scores onto it (NULL for a failed item), read from `results` by the database rather than
     passed in, so a copy always matches its result.

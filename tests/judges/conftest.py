@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from evalsvc.judges.emotion_models import TransformersEmotionLabeller
-from evalsvc.judges.llm_client import LLMClient, LLMConfig, Prices
 from evalsvc.judges.transcripts import WhisperTranscriber
+from evalsvc.llm_client import LLMClient, LLMConfig, Prices
 from evalsvc.settings import Settings
 from tests.judges.openai_server import ScriptedOpenAI, serving
 
