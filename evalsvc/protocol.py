@@ -81,14 +81,14 @@ class ModelInfo(BaseModel):
     profile: str | None = Field(
         None, description="Which judge: empathyeval, zero-shot, zero-shot-thinking or tiny (see README)."
     )
-    model_id: str
-    model_revision: str | None
-    weights_sha256: str | None
-    adapter_sha256: str | None
-    heads_sha256: str | None
-    prompt_version: str
-    decoding: dict[str, Any]
-    packages: dict[str, str]
+    model_id: str = Field(description="Hub id of the checkpoint, or `local:` and its directory's name.")
+    model_revision: str | None = Field(description="Hub revision (commit) when the model came from the hub.")
+    weights_sha256: str | None = Field(description="Digest of the checkpoint's weights.")
+    adapter_sha256: str | None = Field(description="Digest of the LoRA adapter; null without one.")
+    heads_sha256: str | None = Field(description="Digest of the regression heads; null without heads.")
+    prompt_version: str = Field(description="Version of the judge prompt.")
+    decoding: dict[str, Any] = Field(description="Generation parameters (greedy or sampled).")
+    packages: dict[str, str] = Field(description="Library versions: provenance only, not part of the key.")
 
 
 class ErrorDetail(BaseModel):
