@@ -27,11 +27,8 @@ from evalsvc.engine.artifacts import resolve_artifacts
 from evalsvc.engine.tiny import TinyModelPaths
 from evalsvc.settings import Settings
 from evalsvc.store import RunItemSpec, Store
-from tests.store.conftest import db_url, migrated_url, postgres_admin_url, store
 from tests.store.factories import SeededItem, seed_run
 from tests.training.finetune.helpers import EMOTIONS, tone_file
-
-__all__ = ["db_url", "migrated_url", "postgres_admin_url", "store"]  # the store tests' fixtures
 
 TRAIN_PAIRS = 16
 HELD_OUT_PAIRS = 8
