@@ -29,7 +29,7 @@ from evalsvc.cli.remote import score_remotely
 from evalsvc.engine.types import MODES, AudioPair
 from evalsvc.errors import InvalidParameter
 from evalsvc.judges.judges import JUDGE_IDS
-from evalsvc.judges.service import JudgedPair, JudgeService
+from evalsvc.judges.service import JudgedPair, JudgeService, judge_payload
 from evalsvc.scoring import LazyEngine, ResultCache, result_payload, score_pairs
 from evalsvc.settings import Settings
 from evalsvc.store import Store
@@ -104,18 +104,6 @@ def _judge_with_llm(args: argparse.Namespace, settings: Settings, pair: JudgedPa
         fingerprint = service.fingerprint(service.spec(args.judge))
     finally:
         service.client.close()
-    print_json(
-        {"judge": args.judge, **answer.to_dict()}
-        | {
-            "model": fingerprint.to_dict(),
-            "audio": {
-                "query": {"sha256": pair.query.sha256, "duration_s": round(pair.query.duration_s, 4)},
-                "response": {
-                    "sha256": pair.response.sha256,
-                    "duration_s": round(pair.response.duration_s, 4),
-                },
-            },
-            "timings_ms": {"decode_ms": round(decode_ms, 2), "judging_ms": round(judging_ms, 2)},
-        }
-    )
+    timings = {"decode_ms": decode_ms, "judging_ms": judging_ms}
+    print_json(judge_payload(answer, args.judge, fingerprint.to_dict(), pair, timings))
     return EXIT_OK

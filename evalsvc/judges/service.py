@@ -17,6 +17,7 @@ written. The Whisper and emotion models are loaded on the first clip the store h
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -104,21 +105,27 @@ class JudgeAnswer:
 
 
 class SpeechTexts:
-    """Transcripts and emotion labels of clips, read from the store and computed for the rest."""
+    """Transcripts and emotion labels of clips, read from the store and computed for the rest.
+
+    Thread-safe (the HTTP API calls it from a thread pool): one lock serialises loading and running
+    the two models, which use the whole device anyway."""
 
     def __init__(self, settings: Settings, store: Store | None) -> None:
         self._settings = settings
         self._store = store
         self._transcriber: WhisperTranscriber | None = None
         self._labeller: EmotionLabeller | None = None
+        self._lock = threading.Lock()
 
     @property
     def asr(self) -> ModelProvenance:
-        return self._load_transcriber().provenance
+        with self._lock:
+            return self._load_transcriber().provenance
 
     @property
     def emotion(self) -> ModelProvenance:
-        return self._load_labeller().provenance
+        with self._lock:
+            return self._load_labeller().provenance
 
     def transcripts(self, clips: Sequence[DecodedAudio]) -> dict[str, str]:
         """Text by audio sha256."""
@@ -130,7 +137,8 @@ class SpeechTexts:
                 found = {sha: row.text for sha, row in find_transcripts(session, asr.key, unique).items()}
         missing = [clip for sha, clip in unique.items() if sha not in found]
         if missing:
-            made = self._load_transcriber().transcribe(missing)
+            with self._lock:
+                made = self._load_transcriber().transcribe(missing)
             if self._store is not None:
                 with self._store.session() as session:
                     store_transcripts(
@@ -154,7 +162,8 @@ class SpeechTexts:
                 }
         missing = [clip for sha, clip in unique.items() if sha not in found]
         if missing:
-            made = self._load_labeller().label(missing)
+            with self._lock:
+                made = self._load_labeller().label(missing)
             if self._store is not None:
                 with self._store.session() as session:
                     store_emotion_labels(
@@ -319,6 +328,26 @@ class JudgeService:
             return store_verdicts(
                 session, version_id, [_verdict_record(spec, key, pair, result) for pair, key, result in good]
             )
+
+
+def judge_payload(
+    answer: JudgeAnswer,
+    judge_id: str,
+    fingerprint: dict[str, Any],
+    pair: JudgedPair,
+    timings_ms: dict[str, float],
+) -> dict[str, Any]:
+    """The documented JSON of one LLM-judged pair (`evalsvc score --judge`, `POST /v1/score`)."""
+    return {
+        "judge": judge_id,
+        **answer.to_dict(),
+        "model": fingerprint,
+        "audio": {
+            side: {"sha256": clip.sha256, "duration_s": round(clip.duration_s, 4)}
+            for side, clip in (("query", pair.query), ("response", pair.response))
+        },
+        "timings_ms": {name: round(value, 2) for name, value in timings_ms.items()},
+    }
 
 
 def _check_references(spec: JudgeSpec, pairs: Sequence[JudgedPair]) -> None:
