@@ -70,6 +70,17 @@ def find_transcripts(session: Session, asr_key: str, audio_sha256s: Iterable[str
     return found
 
 
+def latest_transcript(session: Session, audio_sha256: str) -> str | None:
+    """The newest transcript stored for the clip, by any ASR model (`evalsvc build` reads it)."""
+    query = (
+        select(Transcript.text)
+        .where(Transcript.audio_sha256 == audio_sha256)
+        .order_by(Transcript.id.desc())
+        .limit(1)
+    )
+    return session.scalars(query).first()
+
+
 def store_transcripts(
     session: Session, asr: Mapping[str, Any], transcripts: Mapping[str, tuple[str, str | None]]
 ) -> None:
