@@ -94,7 +94,7 @@ def upgrade() -> None:
 
     # Columns only, no constraint: on SQLite a new foreign key rebuilds `runs`, and dropping the old
     # table would cascade to every run item. `group_id` is a plain (indexed) run id for that reason.
-    with op.batch_alter_table("runs") as batch:
+    with op.batch_alter_table("runs", recreate="never") as batch:
         batch.add_column(
             sa.Column("judge", sa.String(length=40), server_default="empathyeval", nullable=False)
         )
@@ -153,7 +153,9 @@ def downgrade() -> None:
             batch.drop_column(name)
     op.drop_table("llm_calls")
     op.drop_index("ix_runs_group_id", table_name="runs")
-    with op.batch_alter_table("runs") as batch:
+    # ALTER TABLE ... DROP COLUMN (SQLite 3.35+), never a rebuild: dropping the old `runs` table would
+    # cascade to every run item.
+    with op.batch_alter_table("runs", recreate="never") as batch:
         for name in ("max_cost_usd", "group_id", "judge"):
             batch.drop_column(name)
     op.drop_table("llm_verdicts")
