@@ -18,9 +18,11 @@ written. The Whisper and emotion models are loaded on the first clip the store h
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from sqlalchemy.orm import Session
 
 from evalsvc.audio import DecodedAudio
 from evalsvc.errors import InvalidParameter, ItemError, LLMBudgetExceeded
@@ -62,6 +64,7 @@ if TYPE_CHECKING:
     from evalsvc.judges.emotion_models import EmotionLabeller
     from evalsvc.judges.transcripts import WhisperTranscriber
 
+T = TypeVar("T")
 ASSESSMENT_MODE = "both"
 """The `results.mode` of llm-assessment results: they carry scores and an assessment, like EmpathyEval's
 `both`."""
@@ -129,49 +132,59 @@ class SpeechTexts:
 
     def transcripts(self, clips: Sequence[DecodedAudio]) -> dict[str, str]:
         """Text by audio sha256."""
-        unique = _unique(clips)
         asr = self.asr
-        found: dict[str, str] = {}
-        if self._store is not None:
-            with self._store.session() as session:
-                found = {sha: row.text for sha, row in find_transcripts(session, asr.key, unique).items()}
-        missing = [clip for sha, clip in unique.items() if sha not in found]
-        if missing:
-            with self._lock:
-                made = self._load_transcriber().transcribe(missing)
+
+        def find(session: Session, shas: Sequence[str]) -> dict[str, str]:
+            return {sha: row.text for sha, row in find_transcripts(session, asr.key, shas).items()}
+
+        def make(missing: Sequence[DecodedAudio]) -> list[str]:
+            made = self._load_transcriber().transcribe(missing)
             if self._store is not None:
                 with self._store.session() as session:
-                    store_transcripts(
-                        session,
-                        asr.to_dict(),
-                        {clip.sha256: (t.text, t.language) for clip, t in zip(missing, made, strict=True)},
-                    )
-            found |= {clip.sha256: t.text for clip, t in zip(missing, made, strict=True)}
-        return found
+                    rows = {clip.sha256: (t.text, t.language) for clip, t in zip(missing, made, strict=True)}
+                    store_transcripts(session, asr.to_dict(), rows)
+            return [t.text for t in made]
+
+        return self._stored_or_made(clips, find, make)
 
     def labels(self, clips: Sequence[DecodedAudio]) -> dict[str, EmotionLabel]:
         """Emotion label by audio sha256."""
-        unique = _unique(clips)
         model = self.emotion
-        found: dict[str, EmotionLabel] = {}
+
+        def find(session: Session, shas: Sequence[str]) -> dict[str, EmotionLabel]:
+            return {
+                sha: EmotionLabel(row.label, row.confidence, dict(row.probabilities), row.raw_label)
+                for sha, row in find_emotion_labels(session, model.key, shas).items()
+            }
+
+        def make(missing: Sequence[DecodedAudio]) -> list[EmotionLabel]:
+            made = self._load_labeller().label(missing)
+            if self._store is not None:
+                with self._store.session() as session:
+                    rows = {clip.sha256: label.to_dict() for clip, label in zip(missing, made, strict=True)}
+                    store_emotion_labels(session, model.to_dict(), rows)
+            return made
+
+        return self._stored_or_made(clips, find, make)
+
+    def _stored_or_made(
+        self,
+        clips: Sequence[DecodedAudio],
+        find: Callable[[Session, Sequence[str]], dict[str, T]],
+        make: Callable[[Sequence[DecodedAudio]], list[T]],
+    ) -> dict[str, T]:
+        """By audio sha256: what the store holds for the clips, and `make` (which stores) for the rest,
+        each distinct clip once."""
+        unique = {clip.sha256: clip for clip in clips}
+        found: dict[str, T] = {}
         if self._store is not None:
             with self._store.session() as session:
-                found = {
-                    sha: EmotionLabel(row.label, row.confidence, dict(row.probabilities), row.raw_label)
-                    for sha, row in find_emotion_labels(session, model.key, unique).items()
-                }
+                found = find(session, list(unique))
         missing = [clip for sha, clip in unique.items() if sha not in found]
         if missing:
             with self._lock:
-                made = self._load_labeller().label(missing)
-            if self._store is not None:
-                with self._store.session() as session:
-                    store_emotion_labels(
-                        session,
-                        model.to_dict(),
-                        {clip.sha256: label.to_dict() for clip, label in zip(missing, made, strict=True)},
-                    )
-            found |= {clip.sha256: label for clip, label in zip(missing, made, strict=True)}
+                made = make(missing)
+            found |= {clip.sha256: value for clip, value in zip(missing, made, strict=True)}
         return found
 
     def _load_transcriber(self) -> WhisperTranscriber:
@@ -381,10 +394,6 @@ def _reference_sha256(reference: DecodedAudio | str | None) -> str | None:
 
 def _clips(pair: JudgedPair) -> list[DecodedAudio]:
     return [clip for clip in (pair.query, pair.response, pair.reference) if isinstance(clip, DecodedAudio)]
-
-
-def _unique(clips: Sequence[DecodedAudio]) -> dict[str, DecodedAudio]:
-    return {clip.sha256: clip for clip in clips}
 
 
 def _numbers(session: Any, tenant_id: int | None, ids: Mapping[str, int]) -> dict[str, int]:

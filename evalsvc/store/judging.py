@@ -22,7 +22,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from evalsvc.store.models import EmotionLabelRow, LLMCallRow, LLMVerdict, Transcript
-from evalsvc.store.results import ensure_version_row, lookup_chunks
+from evalsvc.store.results import ensure_version_row, lookup_chunks, rows_by_content_key
 from evalsvc.store.upsert import upsert
 
 _VERDICT_SCHEME = "evalsvc-verdict-v1"
@@ -139,13 +139,7 @@ class VerdictRecord:
 
 
 def find_verdicts(session: Session, keys: Iterable[str]) -> dict[str, LLMVerdict]:
-    found: dict[str, LLMVerdict] = {}
-    for chunk in lookup_chunks(keys):
-        found.update(
-            (row.content_key, row)
-            for row in session.scalars(select(LLMVerdict).where(LLMVerdict.content_key.in_(chunk)))
-        )
-    return found
+    return rows_by_content_key(session, LLMVerdict, keys)
 
 
 def store_verdicts(

@@ -21,12 +21,13 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from evalsvc.errors import NotFound
-from evalsvc.store.models import ModelVersion, Result, Tenant, TenantResult
+from evalsvc.store.models import Base, ModelVersion, Result, Tenant, TenantResult
 from evalsvc.store.pgcopy import copy_results
 from evalsvc.store.upsert import upsert
 
 _KEY_SCHEME = "evalsvc-result-v1"
 _Key = TypeVar("_Key", str, int)
+_Keyed = TypeVar("_Keyed", bound=Base)
 _LOOKUP_CHUNK = 1000
 
 
@@ -97,12 +98,15 @@ def ensure_version_row(session: Session, row: Mapping[str, Any]) -> int:
 
 def find_results(session: Session, keys: Iterable[str]) -> dict[str, Result]:
     """Stored results by content key; keys with no result are absent. One query per 1000 keys."""
-    found: dict[str, Result] = {}
+    return rows_by_content_key(session, Result, keys)
+
+
+def rows_by_content_key(session: Session, model: type[_Keyed], keys: Iterable[str]) -> dict[str, _Keyed]:
+    """Rows of a content-keyed table (`results`, `llm_verdicts`) by key, one query per 1000 keys."""
+    found: dict[str, _Keyed] = {}
     for chunk in lookup_chunks(keys):
-        found.update(
-            (row.content_key, row)
-            for row in session.scalars(select(Result).where(Result.content_key.in_(chunk)))
-        )
+        query = select(model).where(model.content_key.in_(chunk))  # type: ignore[attr-defined]
+        found.update((row.content_key, row) for row in session.scalars(query))  # type: ignore[attr-defined]
     return found
 
 
