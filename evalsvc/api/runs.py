@@ -52,6 +52,10 @@ class RunResponse(BaseModel):
     id: int
     name: str
     mode: Mode
+    judge: str = Field(description="empathyeval, or the LLM judge of the run (llm-mos, llm-ab, ...).")
+    group_id: int | None = Field(
+        description="The first run of the group when a manifest was submitted to several judges."
+    )
     status: str = Field(description="pending, running, done or cancelled")
     items: int
     done: int

@@ -446,19 +446,10 @@ def _verdict_record(spec: JudgeSpec, key: str, pair: JudgedPair, result: JudgeRe
 
 
 def _call_record(key: str, call: LLMCall, error: ItemError | None) -> CallRecord:
-    return CallRecord(
-        content_key=key,
-        served_model=call.model,
-        prompt_tokens=call.prompt_tokens,
-        completion_tokens=call.completion_tokens,
-        cost_usd=call.cost_usd,
-        latency_ms=call.latency_ms,
-        output_mode=call.output_mode,
-        finish_reason=call.finish_reason,
-        response_id=call.response_id,
-        system_fingerprint=call.system_fingerprint,
-        error_code=error.code if error else None,
-    )
+    """The ledger row of `call`: its own fields, the model renamed for what it is (the server's)."""
+    fields = call.to_dict()
+    fields["served_model"] = fields.pop("model")
+    return CallRecord(content_key=key, error_code=error.code if error else None, **fields)
 
 
 def _fresh_answer(result: JudgeResult, stored_id: int | None, texts: PairTexts) -> JudgeAnswer:

@@ -153,7 +153,8 @@ def store_verdicts(
 
 @dataclass(frozen=True)
 class CallRecord:
-    """One ledger row: `LLMCall.to_dict()` fields plus the judgement it was for and its outcome."""
+    """One ledger row: `LLMCall.to_dict()` fields (`model` as `served_model`) plus the judgement it
+    was for and its outcome."""
 
     content_key: str
     served_model: str

@@ -8,6 +8,7 @@ import json
 import signal
 import uuid
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -74,6 +75,27 @@ def llm_env(
     return Settings()
 
 
+@dataclass(frozen=True)
+class LLMBulk:
+    """What a test of the CLI needs: the loopback LLM, the store, the clips, the captured output."""
+
+    server: ScriptedOpenAI
+    store: Store
+    pairs_dir: Path
+    capsys: pytest.CaptureFixture[str]
+
+
+@pytest.fixture
+def bulk(
+    llm_env: Settings,
+    server: ScriptedOpenAI,
+    store: Store,
+    pairs_dir: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> LLMBulk:
+    return LLMBulk(server, store, pairs_dir, capsys)
+
+
 def llm_manifest(pairs_dir: Path, name: str, **extra: Any) -> Path:
     """ROWS pairs of 3 systems on 2 queries, without emotion labels (the judges' labeller adds them)."""
     rows = [
@@ -99,12 +121,9 @@ def runs_of(store: Store) -> list[Run]:
 
 
 def test_a_manifest_judged_by_three_judges_is_a_group_table5_reads_and_a_rerun_calls_nothing(
-    llm_env: Settings,
-    server: ScriptedOpenAI,
-    store: Store,
-    pairs_dir: Path,
-    capsys: pytest.CaptureFixture[str],
+    bulk: LLMBulk,
 ) -> None:
+    server, store, pairs_dir, capsys = bulk.server, bulk.store, bulk.pairs_dir, bulk.capsys
     manifest = llm_manifest(pairs_dir, "three", reference_audio="r4.flac")
     judges = "empathyeval,llm-ab,llm-mos+emotion"
     assert main(["bulk", "run", str(manifest), "--name", "t5", "--judge", judges, "--no-progress"]) == EXIT_OK
@@ -149,12 +168,9 @@ def test_a_manifest_judged_by_three_judges_is_a_group_table5_reads_and_a_rerun_c
 
 
 def test_ab_without_a_reference_is_a_manifest_error_and_nothing_is_recorded(
-    llm_env: Settings,
-    server: ScriptedOpenAI,
-    store: Store,
-    pairs_dir: Path,
-    capsys: pytest.CaptureFixture[str],
+    bulk: LLMBulk,
 ) -> None:
+    server, store, pairs_dir, capsys = bulk.server, bulk.store, bulk.pairs_dir, bulk.capsys
     manifest = llm_manifest(pairs_dir, "noref")
     code = main(["bulk", "run", str(manifest), "--name", "x", "--judge", "llm-mos,llm-ab", "--no-progress"])
     assert code == EXIT_USER_ERROR
@@ -167,12 +183,9 @@ def test_ab_without_a_reference_is_a_manifest_error_and_nothing_is_recorded(
 
 
 def test_dry_run_prints_calls_tokens_and_cost_and_records_nothing(
-    llm_env: Settings,
-    server: ScriptedOpenAI,
-    store: Store,
-    pairs_dir: Path,
-    capsys: pytest.CaptureFixture[str],
+    bulk: LLMBulk,
 ) -> None:
+    server, store, pairs_dir, capsys = bulk.server, bulk.store, bulk.pairs_dir, bulk.capsys
     manifest = llm_manifest(pairs_dir, "dry", reference_transcript="That sounds hard.")
     code = main(["bulk", "run", str(manifest), "--name", "d", "--judge", "llm-ab,llm-mos", "--dry-run"])
     assert code == EXIT_OK
@@ -186,12 +199,9 @@ def test_dry_run_prints_calls_tokens_and_cost_and_records_nothing(
 
 
 def test_max_cost_stops_the_run_before_it_spends_and_resume_with_a_budget_finishes(
-    llm_env: Settings,
-    server: ScriptedOpenAI,
-    store: Store,
-    pairs_dir: Path,
-    capsys: pytest.CaptureFixture[str],
+    bulk: LLMBulk,
 ) -> None:
+    server, store, pairs_dir, capsys = bulk.server, bulk.store, bulk.pairs_dir, bulk.capsys
     manifest = llm_manifest(pairs_dir, "budget")
     code = main(["bulk", "run", str(manifest), "--name", "b", "--judge", "llm-mos", "--max-cost", "0.0001"])
     assert code == EXIT_USER_ERROR
@@ -203,12 +213,9 @@ def test_max_cost_stops_the_run_before_it_spends_and_resume_with_a_budget_finish
 
 
 def test_a_429_storm_stops_the_run_with_nothing_failed_and_resume_finishes_it(
-    llm_env: Settings,
-    server: ScriptedOpenAI,
-    store: Store,
-    pairs_dir: Path,
-    capsys: pytest.CaptureFixture[str],
+    bulk: LLMBulk,
 ) -> None:
+    server, store, pairs_dir, capsys = bulk.server, bulk.store, bulk.pairs_dir, bulk.capsys
     storm = {"on": True}
 
     def script(body: dict[str, Any], number: int) -> Reply | Failure:
@@ -226,12 +233,10 @@ def test_a_429_storm_stops_the_run_with_nothing_failed_and_resume_finishes_it(
 
 
 def test_an_unreadable_reply_fails_its_item_and_the_others_are_judged(
-    llm_env: Settings,
-    server: ScriptedOpenAI,
-    store: Store,
-    pairs_dir: Path,
-    capsys: pytest.CaptureFixture[str],
+    bulk: LLMBulk,
 ) -> None:
+    server, pairs_dir, capsys = bulk.server, bulk.pairs_dir, bulk.capsys
+
     def script(body: dict[str, Any], number: int) -> Reply:
         return Reply("I would say 4") if number % 3 == 0 else judge_like(body, number)
 
