@@ -70,6 +70,11 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
+    if args.server and args.judge != EMPATHYEVAL_JUDGE:
+        raise InvalidParameter(
+            "--judge with --server is not supported yet: judge here (without --server), or POST /v1/score "
+            "with a judge field"
+        )
     if args.server:
         return score_remotely(args, settings)
     limits = AudioLimits.from_settings(settings)
