@@ -164,7 +164,7 @@ class JudgeResponse(BaseModel):
         "{scores, text, assessment}. Null with an error."
     )
     error: ErrorDetail | None = None
-    texts: dict[str, TurnText] = Field(description="What the LLM read of each turn (empty when cached).")
+    texts: dict[str, TurnText] = Field(description="What the LLM read (or, cached, would read) of each turn.")
     model: dict[str, Any] = Field(
         description="The judge fingerprint: LLM, prompt, decoding, ASR, emotion model."
     )

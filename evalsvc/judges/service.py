@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from sqlalchemy.orm import Session
@@ -236,19 +236,26 @@ class JudgeService:
         _check_references(spec, pairs)
         fingerprint = self.fingerprint(spec)
         keys = [_cache_key(spec, fingerprint, pair) for pair in pairs]
-        answers: list[JudgeAnswer | None] = list(self._lookup(spec, keys, tenant_id))
+        found = self._lookup(spec, keys, tenant_id)
+        # What the LLM reads of every pair, hits too (from the store: no model runs for a stored clip),
+        # so an answer always shows its transcripts and labels.
+        texts = self._texts(spec, pairs)
+        answers = [
+            replace(answer, texts=text) if answer is not None else None
+            for answer, text in zip(found, texts, strict=True)
+        ]
         misses = [index for index, answer in enumerate(answers) if answer is None]
         if not misses:
             return [answer for answer in answers if answer is not None]
-        texts = self._texts(spec, [pairs[index] for index in misses])
+        miss_texts = [texts[index] for index in misses]
         if max_cost_usd is not None:
-            self._check_budget(spec, texts, budget_runs, max_cost_usd)
-        results = LLMJudge(spec, self.client).judge_many(texts)
+            self._check_budget(spec, miss_texts, budget_runs, max_cost_usd)
+        results = LLMJudge(spec, self.client).judge_many(miss_texts)
         miss_keys = [keys[index] for index in misses]
         stored = self._save(
             spec, fingerprint, [pairs[i] for i in misses], miss_keys, results, run_id, tenant_id
         )
-        for index, key, text, result in zip(misses, miss_keys, texts, results, strict=True):
+        for index, key, text, result in zip(misses, miss_keys, miss_texts, results, strict=True):
             answers[index] = _fresh_answer(result, stored.get(key), text)
         return [answer for answer in answers if answer is not None]
 

@@ -163,8 +163,12 @@ def test_a_manifest_judged_by_three_judges_is_a_group_table5_reads_and_a_rerun_c
         "--no-progress",
     ]
     assert main(again) == EXIT_OK
-    assert all(s["done"] == ROWS for s in json.loads(capsys.readouterr().out))
+    rerun = json.loads(capsys.readouterr().out)
+    assert all(s["done"] == ROWS for s in rerun)
     assert len(server.requests) == ROWS * 3  # every verdict came from the cache
+    with store.session() as session:
+        cached = session.scalars(select(RunItem.emotion).where(RunItem.run_id == rerun[1]["id"])).all()
+    assert sorted(cached) == sorted(emotions)  # the stored labels, for cached verdicts too
 
 
 def test_ab_without_a_reference_is_a_manifest_error_and_nothing_is_recorded(

@@ -58,4 +58,5 @@ def test_score_with_an_llm_judge_stores_and_reuses_its_verdict(
     assert (first["judge"], first["cached"], first["result"]) == ("llm-mos", False, {"score": 2})
     assert first["texts"]["query"]["transcript"] is not None and first["model"]["judge"] == "llm-mos"
     assert (second["cached"], second["id"], second["result"]) == (True, first["id"], first["result"])
+    assert second["texts"] == first["texts"]  # the stored transcripts, read back
     assert ab["result"]["flipped"] is False and ab["texts"]["reference"]["transcript"].startswith("I am")
