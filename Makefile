@@ -66,3 +66,4 @@ bench: $(STAMP)
 	$(BIN)/python bench/bench_reports.py
 	$(BIN)/python bench/bench_training.py
 	$(BIN)/python bench/bench_llm_judge.py
+	$(BIN)/python bench/bench_assessment.py

@@ -23,6 +23,7 @@ README) and `http_status`. Anything that is not an `EvalsvcError` is a bug in ev
     │   ├── ManifestInvalid                manifest_invalid        422 (every bad line, with its number)
     │   │   ├── LabelsInvalid              labels_invalid          422 (a human-labels file, likewise)
     │   │   ├── TextsInvalid               texts_invalid           422 (a `build --texts` file, likewise)
+    │   │   ├── ReferencesInvalid          references_invalid      422 (a `report text-agreement` references file)
     │   │   └── TrainingDataInvalid        training_data_invalid   422 (a `train adapter` data file, likewise)
     │   ├── NothingToBuild                 nothing_to_build        422 (a training set would have no rows)
     │   ├── ResumeMismatch                 resume_mismatch         409 (`train adapter --resume` with other data or settings)
@@ -185,6 +186,12 @@ class TextsInvalid(ManifestInvalid):
     """A transcripts/speech-tokens side file (`evalsvc build --texts`) with problems, each with its line."""
 
     code = "texts_invalid"
+
+
+class ReferencesInvalid(ManifestInvalid):
+    """A references file of `report text-agreement` with problems, every one with its line."""
+
+    code = "references_invalid"
 
 
 class TrainingDataInvalid(ManifestInvalid):

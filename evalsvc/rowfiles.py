@@ -13,11 +13,14 @@ from __future__ import annotations
 import csv
 import io
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from pathlib import Path
 from typing import Any
 
 Row = tuple[int, dict[str, Any] | str]
 """(line number, the row as a dict, or the reason the line is not a row)."""
+ROW_FILE_FORMATS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".csv": "csv"}
+SHOWN_PROBLEMS = 3
 NUL_PROBLEM = "contains a NUL character (\\u0000), which cannot be stored; remove it"
 
 
@@ -93,3 +96,28 @@ def csv_rows(text: str) -> Iterator[Row]:
             yield line, f"{len(cells)} cells, but the header has {len(columns)} columns"
             continue
         yield _checked(line, dict(zip(columns, cells, strict=True)))
+
+
+def file_rows(path: Path) -> Iterator[Row]:
+    """The rows of a JSON-lines (.jsonl, .ndjson) or CSV file (by its suffix); a file that cannot be
+    read as one (another suffix, unreadable, not UTF-8) is a single problem on line 0."""
+    fmt = ROW_FILE_FORMATS.get(path.suffix.lower())
+    if fmt is None:
+        yield 0, "unknown format: name the file .jsonl (JSON lines) or .csv"
+        return
+    try:
+        text = path.read_bytes().decode("utf-8-sig")
+    except OSError as error:
+        yield 0, f"cannot read the file: {error.strerror}"
+        return
+    except UnicodeDecodeError as error:
+        yield 0, f"not UTF-8 text (byte {error.start})"
+        return
+    yield from jsonl_rows(text) if fmt == "jsonl" else csv_rows(text)
+
+
+def problems_message(what: str, path: Path, problems: Sequence[tuple[int, str]]) -> str:
+    """`<what> file NAME has N problem(s): line L: ...` with the first few problems."""
+    shown = "; ".join(f"line {line}: {message}" for line, message in problems[:SHOWN_PROBLEMS])
+    more = f" (and {len(problems) - SHOWN_PROBLEMS} more)" if len(problems) > SHOWN_PROBLEMS else ""
+    return f"{what} file {path.name} has {len(problems)} problem(s): {shown}{more}"

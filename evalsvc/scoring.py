@@ -23,7 +23,6 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Protocol
 
 from evalsvc.audio import DecodedAudio
-from evalsvc.engine.artifacts import configured_fingerprint
 from evalsvc.engine.types import AudioPair, ModelFingerprint, PairResult, Scores
 from evalsvc.errors import SCORE_PARSE_CODES, ItemError
 from evalsvc.settings import Mode, Settings
@@ -41,6 +40,7 @@ from evalsvc.store import (
 
 if TYPE_CHECKING:
     from evalsvc.engine.engine import Engine
+    from evalsvc.engine.served import ServedJudge
 
 
 class Scorer(Protocol):
@@ -62,11 +62,12 @@ class ScoredPair:
 
 
 class LazyEngine:
-    """An `Engine` that is loaded on the first `score` call, not before."""
+    """An `Engine` (or, with a generation server, a `ServedJudge`) loaded on the first `score` call,
+    not before."""
 
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
-        self._engine: Engine | None = None
+        self._engine: Engine | ServedJudge | None = None
         self._file_fingerprint: ModelFingerprint | None = None
 
     @property
@@ -84,7 +85,9 @@ class LazyEngine:
             return self._engine.fingerprint
         if self._file_fingerprint is None:
             try:
-                self._file_fingerprint = configured_fingerprint(self._settings)
+                from evalsvc.engine.served import judge_fingerprint
+
+                self._file_fingerprint = judge_fingerprint(self._settings)
             except (OSError, ValueError):
                 # Artefacts that cannot be hashed cannot be loaded either: the loader says why, clearly.
                 return self._load().fingerprint
@@ -93,11 +96,11 @@ class LazyEngine:
     def score(self, pairs: Sequence[AudioPair], mode: Mode) -> list[PairResult]:
         return self._load().score(pairs, mode)
 
-    def _load(self) -> Engine:
+    def _load(self) -> Engine | ServedJudge:
         if self._engine is None:
-            from evalsvc.engine.engine import Engine
+            from evalsvc.engine.served import load_judge
 
-            self._engine = Engine.load(self._settings)
+            self._engine = load_judge(self._settings)
         return self._engine
 
 

@@ -282,6 +282,34 @@ class Settings(BaseSettings):
         None, ge=0.0, description="Price of 1M output tokens (USD); unset: costs are not computed."
     )
 
+    # --- generation server: assessment text from vLLM serving a merged checkpoint (engine.served) -
+    generation_url: str | None = Field(
+        None,
+        pattern=r"^https?://",
+        description="Base URL of an OpenAI-compatible server (vLLM: http://host:8000/v1) that writes the "
+        "assessment text; unset: generate in this process. Heads still run here.",
+    )
+    generation_model: str | None = Field(
+        None,
+        min_length=1,
+        description="The model name the generation server serves (vllm --served-model-name).",
+    )
+    generation_api_key: SecretStr | None = Field(
+        None, description="Key of the generation server (vllm --api-key); unset for none."
+    )
+    generation_concurrency: int = Field(
+        32, ge=1, le=1024, description="Requests in flight to the generation server (it batches them)."
+    )
+    generation_max_retries: int = Field(
+        4,
+        ge=0,
+        le=20,
+        description="Retries of a generation request after a 429, 5xx or timeout, with backoff.",
+    )
+    generation_timeout_s: float = Field(
+        600.0, gt=0.0, le=3600.0, description="Time limit of one generation request attempt."
+    )
+
     @field_validator("device")
     @classmethod
     def _known_device(cls, value: str) -> str:
@@ -300,6 +328,12 @@ class Settings(BaseSettings):
     def _limits_are_ordered(self) -> Settings:
         if self.audio_min_seconds >= self.audio_max_seconds:
             raise ValueError("audio_min_seconds must be smaller than audio_max_seconds")
+        return self
+
+    @model_validator(mode="after")
+    def _generation_model_named(self) -> Settings:
+        if self.generation_url and not self.generation_model:
+            raise ValueError("generation_url needs generation_model: the name the server serves the model as")
         return self
 
     @field_validator("host")

@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from evalsvc.engine.engine import Engine
+from evalsvc.engine.merge_export import export_merged
+from evalsvc.engine.merge_manifest import MergeManifest
 from evalsvc.engine.tiny import TinyModelPaths, build_tiny_model
 from evalsvc.settings import Settings
 
@@ -41,3 +44,25 @@ def engine(tiny_settings: Settings) -> Iterator[Engine]:
     loaded = Engine.load(tiny_settings)
     loaded.warmup()
     yield loaded
+
+
+# Small enough that the tiny model (about 0.6 MB) is written as several shards, as a real one is.
+SHARD_BYTES = 200_000
+
+
+@pytest.fixture(scope="session")
+def merged_tiny(
+    tiny_settings: Settings, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[Path, MergeManifest]:
+    out = tmp_path_factory.mktemp("merged") / "tiny-merged"
+    return out, export_merged(tiny_settings, out, max_shard_bytes=SHARD_BYTES)
+
+
+@pytest.fixture(scope="session")
+def merged_settings(
+    merged_tiny: tuple[Path, MergeManifest], tiny_settings: Settings, tiny_paths: TinyModelPaths
+) -> Settings:
+    """The tiny judge's merged export (`evalsvc export merged`) as the model, no adapter, the tiny heads."""
+    return tiny_settings.model_copy(
+        update={"model": str(merged_tiny[0]), "adapter": None, "heads": tiny_paths.heads}
+    )

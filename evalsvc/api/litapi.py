@@ -44,11 +44,11 @@ class ScoringAPI(ls.LitAPI):
             exit_with_parent(parent.pid)
         # Imported here: torch and the model code load in the model workers only.
         from evalsvc.api.worker import BatchScorer
-        from evalsvc.engine.engine import Engine
+        from evalsvc.engine.served import load_judge
         from evalsvc.scoring import ResultCache
         from evalsvc.store import Store
 
-        engine = Engine.load(
+        engine = load_judge(
             self.settings.model_copy(update={"device": replica_device(device, self.gpu_sets)})
         )
         engine.warmup()

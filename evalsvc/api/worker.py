@@ -20,9 +20,8 @@ from collections.abc import Sequence
 
 from evalsvc.api.metrics import SharedMetrics
 from evalsvc.api.model_tier import ScoringTask
-from evalsvc.engine.engine import Engine
 from evalsvc.errors import EvalsvcError
-from evalsvc.scoring import ResultCache, ScoredPair, as_seen_by, score_pairs
+from evalsvc.scoring import ResultCache, ScoredPair, Scorer, as_seen_by, score_pairs
 from evalsvc.settings import Mode
 from evalsvc.store import grant_results
 
@@ -32,7 +31,7 @@ Answer = ScoredPair | EvalsvcError
 
 
 class BatchScorer:
-    def __init__(self, engine: Engine, cache: ResultCache, metrics: SharedMetrics) -> None:
+    def __init__(self, engine: Scorer, cache: ResultCache, metrics: SharedMetrics) -> None:
         self.engine = engine
         self.cache = cache
         self.metrics = metrics

@@ -191,8 +191,8 @@ def build_item_scorer(settings: Settings, store: Store, *, load_now: bool) -> It
     limits = AudioLimits.from_settings(settings)
     if not load_now:
         return LocalItemScorer(LazyEngine(settings), ResultCache(store), limits, settings.data_roots)
-    from evalsvc.engine.engine import Engine  # torch comes with it
+    from evalsvc.engine.served import load_judge  # torch comes with the in-process engine
 
-    engine = Engine.load(settings)
+    engine = load_judge(settings)
     engine.warmup()
     return LocalItemScorer(engine, ResultCache(store), limits, settings.data_roots)

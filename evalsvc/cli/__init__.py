@@ -7,10 +7,10 @@ import sys
 from collections.abc import Sequence
 
 from evalsvc import __version__
-from evalsvc.cli import build, bulk, db, keys, labels, report, score, serve, tiny, train, worker
+from evalsvc.cli import build, bulk, db, export, keys, labels, report, score, serve, tiny, train, worker
 from evalsvc.cli.common import run_command
 
-COMMAND_MODULES = (score, tiny, db, serve, keys, bulk, worker, labels, report, train, build)
+COMMAND_MODULES = (score, tiny, db, serve, keys, bulk, worker, labels, report, train, build, export)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -6,6 +6,9 @@
     evalsvc report compare --run A --run B              the same items in two runs
     evalsvc report compare --run R --system X --system Y  two systems on the same queries
     evalsvc report agreement RUN --labels SET           judge vs human ratings (Table 4 layout)
+    evalsvc report agreement RUN --teacher RUN          judge vs a teacher run's scores, same layout
+    evalsvc report text-agreement RUN --references FILE|--teacher RUN
+                                                        BLEU-1..4, METEOR, ROUGE-L, CIDEr-D, SER accuracy
     evalsvc report export RUN [RUN ...] --format csv|jsonl|parquet [-o FILE]
     evalsvc report plot RUN -o DIR [--labels SET]       PNG plots
     evalsvc report html RUN -o report.html [--labels SET]
@@ -26,7 +29,8 @@ from typing import get_args
 from pydantic import BaseModel
 from sqlalchemy.orm import Session
 
-from evalsvc.cli.common import EXIT_OK, EXIT_USER_ERROR, add_store_options, fail
+from evalsvc.cli.common import EXIT_OK, EXIT_USER_ERROR, add_store_options, fail, print_json
+from evalsvc.errors import ReferencesInvalid
 from evalsvc.outdirs import output_directory
 from evalsvc.reports import (
     agreement_report,
@@ -38,6 +42,7 @@ from evalsvc.reports import (
     run_summary,
     write_export,
 )
+from evalsvc.reports.agreement import teacher_scores
 from evalsvc.reports.compare import DEFAULT_RESAMPLES, DEFAULT_TIE_MARGIN, sides
 from evalsvc.reports.export import EXPORT_FORMATS
 from evalsvc.reports.plots import distributions_png, radar_png, scatter_png
@@ -53,7 +58,9 @@ from evalsvc.reports.tables import (
     render_text,
     summary_tables,
     table5_tables,
+    text_agreement_tables,
 )
+from evalsvc.reports.text_agreement import read_references, run_texts, text_agreement_report
 from evalsvc.settings import Settings
 from evalsvc.store import Store
 
@@ -98,13 +105,39 @@ def register(commands: argparse._SubParsersAction) -> None:
     pair.add_argument("--resamples", type=int, default=DEFAULT_RESAMPLES, help="bootstrap resamples")
     pair.add_argument("--seed", type=int, default=0, help="bootstrap seed")
 
-    agree = actions.add_parser("agreement", help="agreement with a label set of human ratings (Table 4)")
+    agree = actions.add_parser(
+        "agreement", help="agreement with a label set of human ratings, or a teacher run (Table 4)"
+    )
     agree.add_argument("run", type=int, metavar="RUN")
-    agree.add_argument(
-        "--labels", required=True, metavar="SET", help="label set name (evalsvc labels import)"
+    reference = agree.add_mutually_exclusive_group(required=True)
+    reference.add_argument("--labels", metavar="SET", help="label set name (evalsvc labels import)")
+    reference.add_argument(
+        "--teacher",
+        type=int,
+        metavar="RUN",
+        help="a run whose scores are the reference (e.g. the LLM judge's)",
     )
     agree.add_argument(
         "--match", choices=get_args(Match), default="item", help="join labels by item key or audio"
+    )
+
+    texts = actions.add_parser(
+        "text-agreement",
+        help="the run's assessments vs references: BLEU-1..4, METEOR, ROUGE-L, CIDEr-D, SER accuracy",
+        description="Captioning metrics (pycocoevalcap) of the run's assessments against reference "
+        "assessments matched by item key, their SCORES lines removed; SER accuracy where both sides "
+        "have emotion labels. SPICE, SPIDEr and FENSE are reported as unavailable offline, with why.",
+    )
+    texts.add_argument("run", type=int, metavar="RUN")
+    given = texts.add_mutually_exclusive_group(required=True)
+    given.add_argument(
+        "--references",
+        type=Path,
+        metavar="FILE",
+        help="JSON lines or CSV: item_key, assessment, optional emotion (a run's export works)",
+    )
+    given.add_argument(
+        "--teacher", type=int, metavar="RUN", help="a run whose assessments are the references"
     )
 
     export = actions.add_parser("export", help="items joined with results as CSV, JSON lines or Parquet")
@@ -129,9 +162,9 @@ def register(commands: argparse._SubParsersAction) -> None:
     for action in (plot, page):
         action.add_argument("--labels", metavar="SET", help="add agreement with this label set")
         action.add_argument("--match", choices=get_args(Match), default="item")
-    for action in (summary, board, pair, agree):
+    for action in (summary, board, pair, agree, texts):
         action.add_argument("--json", action="store_true", help="print JSON instead of tables")
-    for action in (summary, board, pair, agree, export, plot, page):
+    for action in (summary, board, pair, agree, texts, export, plot, page):
         action.add_argument("--tenant", help="only this tenant's runs and label sets")
         add_store_options(action, data_dir=True)
         action.set_defaults(handler=run)
@@ -168,10 +201,15 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
             )
             return _show(args, comparison, comparison_tables(comparison))
         if action == "agreement":
-            agreement = agreement_report(
+            scores = (
                 labelled_scores(session, args.run, args.labels, tenant_id, args.match)
+                if args.teacher is None
+                else teacher_scores(session, args.run, args.teacher, tenant_id, args.match)
             )
+            agreement = agreement_report(scores)
             return _show(args, agreement, agreement_tables(agreement))
+        if action == "text-agreement":
+            return _text_agreement(args, session, tenant_id)
         if action == "plot":
             return _plot(args, session, tenant_id)
         page = run_report_html(session, args.run, tenant_id, labels=args.labels, match=args.match)
@@ -185,6 +223,26 @@ def _show(args: argparse.Namespace, report: BaseModel, tables: list[Table]) -> i
         print(report.model_dump_json(indent=2))
     else:
         sys.stdout.write(render_text(tables))
+    return EXIT_OK
+
+
+def _text_agreement(args: argparse.Namespace, session: Session, tenant_id: int | None) -> int:
+    """Every bad line of a references file is printed as FILE:LINE: message before the error."""
+    hypotheses = run_texts(session, args.run, tenant_id)
+    if args.teacher is not None:
+        references = run_texts(session, args.teacher, tenant_id)
+    else:
+        try:
+            references = read_references(args.references)
+        except ReferencesInvalid as error:
+            for line, message in error.problems:
+                print(f"{args.references}:{line}: {message}", file=sys.stderr)
+            return fail(error.code, error.message, EXIT_USER_ERROR)
+    report = text_agreement_report(hypotheses, references)
+    if args.json:
+        print_json(report)
+    else:
+        sys.stdout.write(render_text(text_agreement_tables(report)))
     return EXIT_OK
 
 

@@ -1,4 +1,5 @@
-"""`evalsvc train heads --labels SET --out DIR`: fit the NS/WA/EU/ES heads on human labels.
+"""`evalsvc train heads --labels SET|--teacher RUN --out DIR`: fit the NS/WA/EU/ES heads on human
+labels, or on the scores of a teacher run (the LLM judge's, or any judged run).
 
 The configured model (and adapter) is the frozen backbone; its pooled features of every labelled
 pair are cached on disk (EVALSVC_FEATURES_DIR) and reused by later fits. DIR receives heads.json,
@@ -11,7 +12,14 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from evalsvc.cli.common import EXIT_OK, add_model_options, add_store_options, print_json
+from evalsvc.cli.common import (
+    EXIT_OK,
+    EXIT_USER_ERROR,
+    add_model_options,
+    add_store_options,
+    fail,
+    print_json,
+)
 from evalsvc.settings import Settings
 
 
@@ -38,13 +46,20 @@ def register(commands: argparse._SubParsersAction) -> None:
     targets = parser.add_subparsers(dest="train_target", required=True, metavar="TARGET")
     heads = targets.add_parser(
         "heads",
-        help="fit NS/WA/EU/ES regression heads on a label set (backbone frozen)",
+        help="fit NS/WA/EU/ES regression heads on a label set or a teacher run (backbone frozen)",
         description="Fit the 4-output regression heads on the pooled features of the frozen backbone "
-        "for the pairs of a label set; write the heads and their held-out metrics to DIR.",
+        "for the pairs of a label set (human ratings) or of a teacher run (its scores); write the "
+        "heads and their held-out metrics to DIR.",
     )
-    heads.add_argument("--labels", required=True, metavar="SET", help="name of the label set")
+    targets_from = heads.add_mutually_exclusive_group(required=True)
+    targets_from.add_argument("--labels", metavar="SET", help="name of the label set")
+    targets_from.add_argument(
+        "--teacher", type=int, metavar="RUN", help="a judged run whose NS/WA/EU/ES scores are the targets"
+    )
     heads.add_argument("--out", required=True, type=Path, metavar="DIR", help="where the heads go")
-    heads.add_argument("--run", type=int, metavar="ID", help="run whose items the labels' keys name")
+    heads.add_argument(
+        "--run", type=int, metavar="ID", help="with --labels: run whose items the labels' keys name"
+    )
     heads.add_argument("--pooling", choices=["mean", "last"], default="mean")
     heads.add_argument(
         "--validation-fraction", type=float, default=1 / 9, help="held-out share (default 1/9: 8:1)"
@@ -66,6 +81,10 @@ def run_heads(args: argparse.Namespace, settings: Settings) -> int:
     from evalsvc.training.heads_fit import FitConfig
     from evalsvc.training.service import HeadsJob, train_heads
 
+    if args.teacher is not None and args.run is not None:
+        return fail(
+            "invalid_parameter", "--run goes with --labels; --teacher names the run itself", EXIT_USER_ERROR
+        )
     fit = FitConfig(
         validation_fraction=args.validation_fraction,
         max_epochs=args.max_epochs,
@@ -73,6 +92,8 @@ def run_heads(args: argparse.Namespace, settings: Settings) -> int:
         learning_rate=args.learning_rate,
         seed=args.split_seed,
     )
-    job = HeadsJob(args.labels, args.out, args.run, args.pooling, args.batch_size, fit)
+    job = HeadsJob(
+        args.labels, args.out, args.run, args.pooling, args.batch_size, fit, teacher_run=args.teacher
+    )
     print_json(train_heads(settings, job))
     return EXIT_OK

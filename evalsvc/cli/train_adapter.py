@@ -1,6 +1,8 @@
-"""`evalsvc train adapter --data FILE --out DIR`: LoRA fine-tuning of the judge (staged or flat).
+"""`evalsvc train adapter --data FILE|--from-run RUN --out DIR`: LoRA fine-tuning of the judge.
 
-Every data file is checked whole first (each problem printed as FILE:LINE: message; nothing is
+Data: JSON-lines or CSV files (`--data`), and the assessments of judged runs in the store
+(`--from-run`: a teacher run of the LLM judge, or any run judged in assessment mode). Every source is
+checked whole first (each problem printed as FILE:LINE: message; nothing is
 loaded or written while there is one). DIR receives the adapter (`--adapter DIR` loads it) and
 training.json; checkpoints go to DIR/checkpoints until it is done. Ctrl-C saves a checkpoint of the
 last finished step and exits 130; the same command with `--resume` continues from it. Prints a JSON
@@ -13,7 +15,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from evalsvc.cli.common import EXIT_OK, EXIT_USER_ERROR, fail, print_json
+from evalsvc.cli.common import EXIT_OK, EXIT_USER_ERROR, add_store_options, fail, print_json
 from evalsvc.cli.train import positive_float, positive_int
 from evalsvc.errors import TrainingDataInvalid
 from evalsvc.settings import Settings
@@ -39,12 +41,14 @@ def register(targets: argparse._SubParsersAction) -> None:
     )
     data = parser.add_argument_group("data")
     data.add_argument(
-        "--data",
-        required=True,
+        "--data", action="append", type=Path, metavar="FILE", help="JSON lines or CSV (repeatable)"
+    )
+    data.add_argument(
+        "--from-run",
         action="append",
-        type=Path,
-        metavar="FILE",
-        help="JSON lines or CSV (repeatable)",
+        type=int,
+        metavar="RUN",
+        help="the assessments of a judged run (a teacher run), as assessment examples (repeatable)",
     )
     data.add_argument(
         "--validation", action="append", type=Path, metavar="FILE", help="validation data (repeatable)"
@@ -113,25 +117,38 @@ def register(targets: argparse._SubParsersAction) -> None:
         help="auto (default): flash_attention_2 on CUDA when flash-attn is installed, else sdpa",
     )
     model.add_argument("--max-gpu-memory", help="weights budget per GPU, e.g. 70GiB")
-    model.add_argument("--data-dir", help="where the tiny model lives")
+    model.add_argument("--data-dir", help="where the tiny model lives (and the default SQLite database)")
+    add_store_options(parser)
     parser.set_defaults(handler=run_adapter)
 
 
 def run_adapter(args: argparse.Namespace, settings: Settings) -> int:
+    from evalsvc.store import Store
     from evalsvc.training.finetune import (
         AdapterJob,
         DataFileSource,
+        ExampleSource,
+        RunAssessmentSource,
         TrainConfig,
         TrainingInterrupted,
         train_adapter,
     )
 
-    def sources(paths: list[Path] | None) -> list[DataFileSource]:
+    def sources(paths: list[Path] | None) -> list[ExampleSource]:
         return [
             DataFileSource(path, args.data_root or settings.data_roots or [path.resolve().parent])
             for path in paths or []
         ]
 
+    if not args.data and not args.from_run:
+        return fail("invalid_parameter", "give training data: --data FILE or --from-run RUN", EXIT_USER_ERROR)
+    runs: list[ExampleSource] = []
+    if args.from_run:
+        store = Store.from_settings(settings)
+        runs = [
+            RunAssessmentSource(store, run_id, args.data_root or settings.data_roots)
+            for run_id in args.from_run
+        ]
     if args.validation and args.validation_fraction is not None:
         return fail(
             "invalid_parameter", "give --validation or --validation-fraction, not both", EXIT_USER_ERROR
@@ -151,7 +168,7 @@ def run_adapter(args: argparse.Namespace, settings: Settings) -> int:
         validation_fraction=0.1 if args.validation_fraction is None else args.validation_fraction,
     )
     job = AdapterJob(
-        sources=sources(args.data),
+        sources=sources(args.data) + runs,
         out_dir=args.out,
         validation_sources=sources(args.validation),
         stages=args.stage,

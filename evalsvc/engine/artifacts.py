@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from evalsvc.engine.fingerprint import build_fingerprint
+from evalsvc.engine.merge_manifest import MANIFEST_FILE
 from evalsvc.engine.profiles import ModelProfile, resolve_profile
 from evalsvc.engine.types import Decoding, ModelFingerprint
 from evalsvc.errors import ModelLoadError
@@ -58,7 +59,9 @@ def resolve_artifacts(settings: Settings) -> ModelArtifacts:
 
             tiny = ensure_tiny_model(settings.tiny_model_dir, settings.tiny_seed)
         model, revision = str(tiny.model), None
-        adapter, heads = settings.adapter or tiny.adapter, settings.heads or tiny.heads
+        # Its heads were fitted on its own adapter: with another adapter they cannot apply.
+        adapter = settings.adapter or tiny.adapter
+        heads = settings.heads or (tiny.heads if settings.adapter is None else None)
     else:
         model, revision, adapter, heads = (
             settings.model,
@@ -68,6 +71,11 @@ def resolve_artifacts(settings: Settings) -> ModelArtifacts:
         )
     if _looks_like_local_path(model) and not Path(model).expanduser().is_dir():
         raise ModelLoadError(f"model directory {model} does not exist")
+    if adapter is not None and (Path(model).expanduser() / MANIFEST_FILE).is_file():
+        raise ModelLoadError(
+            f"{model} is a merged checkpoint: its adapter is already in its weights; load it without "
+            "--adapter (EVALSVC_ADAPTER)"
+        )
     profile = resolve_profile(settings.model_profile, model, has_adapter=adapter is not None)
     return ModelArtifacts(model, revision, adapter, heads, profile)
 

@@ -13,9 +13,9 @@ from evalsvc.audio import SAMPLE_RATE, DecodedAudio
 from evalsvc.engine.heads import Pooling, pool_hidden_states
 from evalsvc.engine.inputs import ModelInputs
 from evalsvc.engine.loader import LoadedModel, load_model
-from evalsvc.engine.prompt import parse_score_line
+from evalsvc.engine.prompt import pair_result
 from evalsvc.engine.types import MODES, AudioPair, ModelFingerprint, PairResult, Scores
-from evalsvc.errors import InvalidParameter, ItemError, ModelLoadError
+from evalsvc.errors import InvalidParameter, ModelLoadError
 from evalsvc.settings import Mode, Settings
 
 
@@ -89,20 +89,9 @@ class Engine:
             "total_ms": (finished - started) * 1e3,
         }
         return [
-            self._result(mode, texts[i] if texts else None, head_scores[i] if head_scores else None, timings)
+            pair_result(mode, texts[i] if texts else None, head_scores[i] if head_scores else None, timings)
             for i in range(len(pairs))
         ]
-
-    def _result(
-        self, mode: Mode, text: str | None, head_scores: Scores | None, timings: dict[str, float]
-    ) -> PairResult:
-        assessment = text if mode in ("assessment", "both") else None
-        if head_scores is not None or mode == "assessment":
-            return PairResult(scores=head_scores, assessment=assessment, timings_ms=dict(timings))
-        parsed = parse_score_line(text or "")
-        if isinstance(parsed, ItemError):
-            return PairResult(scores=None, assessment=assessment, error=parsed, timings_ms=dict(timings))
-        return PairResult(scores=parsed, assessment=assessment, timings_ms=dict(timings))
 
     def _forward_scores(self, inputs: ModelInputs) -> torch.Tensor:
         """Last-layer hidden states from one forward pass; the LM head and other layers are skipped."""

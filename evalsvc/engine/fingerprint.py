@@ -6,6 +6,7 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 from evalsvc.engine.hashing import checkpoint_weights_sha256, heads_sha256, sha256_directory
+from evalsvc.engine.merge_manifest import verified_manifest
 from evalsvc.engine.prompt import PROMPT_VERSION
 from evalsvc.engine.types import Decoding, ModelFingerprint
 
@@ -40,11 +41,18 @@ def build_fingerprint(
     profile: str | None = None,
 ) -> ModelFingerprint:
     model_id, resolved_revision, local_dir = resolve_checkpoint(model, revision)
+    weights_sha256 = checkpoint_weights_sha256(local_dir) if local_dir else None
+    adapter_sha256 = sha256_directory(adapter) if adapter else None
+    merged = verified_manifest(local_dir) if local_dir else None
+    if merged is not None:
+        # The judge it was merged from (evalsvc.engine.merge_manifest): same backbone, same cache.
+        model_id, resolved_revision = merged.base_model_id, merged.base_revision
+        weights_sha256, adapter_sha256 = merged.base_weights_sha256, merged.adapter_sha256
     return ModelFingerprint(
         model_id=model_id,
         model_revision=resolved_revision,
-        weights_sha256=checkpoint_weights_sha256(local_dir) if local_dir else None,
-        adapter_sha256=sha256_directory(adapter) if adapter else None,
+        weights_sha256=weights_sha256,
+        adapter_sha256=adapter_sha256,
         heads_sha256=heads_sha256(heads) if heads else None,
         prompt_version=PROMPT_VERSION,
         decoding=decoding,

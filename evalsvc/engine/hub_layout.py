@@ -20,21 +20,16 @@ import json
 from pathlib import Path
 
 import torch
-from safetensors.torch import save_file
 from tokenizers import Tokenizer
 from transformers import (
     GenerationConfig,
     PreTrainedTokenizerFast,
     Qwen3OmniMoeThinkerForConditionalGeneration,
 )
-from transformers.models.qwen3_omni_moe.configuration_qwen3_omni_moe import (
-    Qwen3OmniMoeCode2WavConfig,
-    Qwen3OmniMoeConfig,
-    Qwen3OmniMoeTalkerConfig,
-    Qwen3OmniMoeThinkerConfig,
-)
+from transformers.models.qwen3_omni_moe.configuration_qwen3_omni_moe import Qwen3OmniMoeThinkerConfig
 
-from evalsvc.engine.layouts import FUSED_DOWN, FUSED_GATE_UP, hub_name
+from evalsvc.engine.hub_writer import full_model_config, hub_tensors, save_sharded
+from evalsvc.engine.layouts import hub_name
 from evalsvc.engine.tiny import wrap_tokenizer
 
 HUB_VOCAB_SIZE = 152_064
@@ -62,7 +57,6 @@ _THINKER_TOKEN_FIELDS = (
     "user_token_id",
 )
 _TEXT_TOKEN_FIELDS = ("pad_token_id", "eos_token_id", "bos_token_id")
-_SHARDS = 2
 # A few tensors of the parts the thinker does not load, so that ignoring them is tested too.
 _TALKER_AND_CODE2WAV = {
     "talker.model.layers.0.self_attn.q_proj.weight": (8, 8),
@@ -87,14 +81,7 @@ def save_in_hub_layout(tiny_model: Path, destination: Path) -> dict[int, int]:
 
     thinker = Qwen3OmniMoeThinkerConfig.from_pretrained(str(tiny_model))
     _remap_token_ids(thinker, moved)
-    full = Qwen3OmniMoeConfig(
-        thinker_config=thinker.to_dict(),
-        talker_config=Qwen3OmniMoeTalkerConfig().to_dict(),
-        code2wav_config=Qwen3OmniMoeCode2WavConfig().to_dict(),
-        enable_audio_output=True,
-    )
-    full.architectures = ["Qwen3OmniMoeForConditionalGeneration"]
-    full.save_pretrained(destination)
+    full_model_config(thinker, enable_audio_output=True).save_pretrained(destination)
     GenerationConfig(
         eos_token_id=[QWEN_SPECIAL_TOKEN_IDS["<|im_end|>"], QWEN_SPECIAL_TOKEN_IDS["<|endoftext|>"]],
         pad_token_id=QWEN_SPECIAL_TOKEN_IDS["<|endoftext|>"],
@@ -103,7 +90,8 @@ def save_in_hub_layout(tiny_model: Path, destination: Path) -> dict[int, int]:
     # From the loaded model, not its files: transformers may itself save in either naming.
     loaded = Qwen3OmniMoeThinkerForConditionalGeneration.from_pretrained(str(tiny_model))
     tensors = _hub_tensors(loaded.state_dict(), moved)
-    _save_sharded(tensors, destination)
+    total = sum(tensor.numel() * tensor.element_size() for _, tensor in tensors)
+    save_sharded(tensors, destination, max_shard_bytes=total // 2 + 1)  # several shards, as on the hub
     return moved
 
 
@@ -140,27 +128,16 @@ def _remap_token_ids(thinker: Qwen3OmniMoeThinkerConfig, moved: dict[int, int]) 
     text.vocab_size = HUB_VOCAB_SIZE
 
 
-def _hub_tensors(thinker: dict[str, torch.Tensor], moved: dict[int, int]) -> dict[str, torch.Tensor]:
-    """Thinker tensors in hub names, experts split per expert, vocabulary rows at Qwen's ids."""
-    hub: dict[str, torch.Tensor] = {}
-    for name, tensor in thinker.items():
-        if name in ("model.language_model.embed_tokens.weight", "lm_head.weight"):
-            hub[hub_name(name)] = _spread_rows(tensor, moved)
-        elif name.endswith(f"mlp.experts.{FUSED_GATE_UP}"):
-            experts = hub_name(name.removesuffix(f".{FUSED_GATE_UP}"))
-            gate, up = tensor.chunk(2, dim=1)
-            for index in range(tensor.shape[0]):
-                hub[f"{experts}.{index}.gate_proj.weight"] = gate[index].clone()
-                hub[f"{experts}.{index}.up_proj.weight"] = up[index].clone()
-        elif name.endswith(f"mlp.experts.{FUSED_DOWN}"):
-            experts = hub_name(name.removesuffix(f".{FUSED_DOWN}"))
-            for index in range(tensor.shape[0]):
-                hub[f"{experts}.{index}.down_proj.weight"] = tensor[index].clone()
-        else:
-            hub[hub_name(name)] = tensor
+def _hub_tensors(thinker: dict[str, torch.Tensor], moved: dict[int, int]) -> list[tuple[str, torch.Tensor]]:
+    """Thinker tensors in hub names, experts split per expert, vocabulary rows at Qwen's ids, plus
+    talker and code2wav tensors."""
+    spread = {hub_name("model.language_model.embed_tokens.weight"), hub_name("lm_head.weight")}
+    hub = [
+        (name, _spread_rows(tensor, moved) if name in spread else tensor)
+        for name, tensor in hub_tensors(thinker)
+    ]
     generator = torch.Generator().manual_seed(0)
-    for name, shape in _TALKER_AND_CODE2WAV.items():
-        hub[name] = torch.randn(shape, generator=generator)
+    hub += [(name, torch.randn(shape, generator=generator)) for name, shape in _TALKER_AND_CODE2WAV.items()]
     return hub
 
 
@@ -169,17 +146,3 @@ def _spread_rows(tensor: torch.Tensor, moved: dict[int, int]) -> torch.Tensor:
     for old in range(tensor.shape[0]):
         spread[moved.get(old, old)] = tensor[old]
     return spread
-
-
-def _save_sharded(tensors: dict[str, torch.Tensor], destination: Path) -> None:
-    """Shards plus `model.safetensors.index.json`, named as `save_pretrained` and the hub name them."""
-    names = sorted(tensors)
-    weight_map: dict[str, str] = {}
-    for shard in range(_SHARDS):
-        filename = f"model-{shard + 1:05d}-of-{_SHARDS:05d}.safetensors"
-        part = {name: tensors[name].contiguous() for name in names[shard::_SHARDS]}
-        save_file(part, str(destination / filename), metadata={"format": "pt"})
-        weight_map |= dict.fromkeys(part, filename)
-    total = sum(tensor.numel() * tensor.element_size() for tensor in tensors.values())
-    index = {"metadata": {"total_size": total}, "weight_map": dict(sorted(weight_map.items()))}
-    (destination / "model.safetensors.index.json").write_text(json.dumps(index, indent=2) + "\n")

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 from transformers import AutoTokenizer, PreTrainedTokenizerBase
 from transformers.models.qwen3_omni_moe.processing_qwen3_omni_moe import _get_feat_extract_output_lengths
@@ -103,7 +104,7 @@ class AudioPromptProcessor:
     def __call__(self, pairs: Sequence[AudioPair]) -> ModelInputs:
         clips = [clip.samples for pair in pairs for clip in (pair.query, pair.response)]
         input_features, feature_mask = self.features(clips)
-        audio_tokens = _get_feat_extract_output_lengths(feature_mask.sum(-1), self.n_window).tolist()
+        audio_tokens = self._token_counts(feature_mask)
         texts = [
             self._prompt_with_audio_tokens(audio_tokens[2 * i], audio_tokens[2 * i + 1])
             for i in range(len(pairs))
@@ -115,6 +116,13 @@ class AudioPromptProcessor:
             input_features=input_features,
             feature_attention_mask=feature_mask,
         )
+
+    def audio_token_counts(self, clips: Sequence[np.ndarray]) -> list[int]:
+        """How many `<|audio_pad|>` tokens each clip takes in the prompt (the audio encoder's outputs)."""
+        return self._token_counts(self.features(list(clips))[1])
+
+    def _token_counts(self, feature_mask: torch.Tensor) -> list[int]:
+        return _get_feat_extract_output_lengths(feature_mask.sum(-1), self.n_window).tolist()
 
     def _prompt_with_audio_tokens(self, query_tokens: int, response_tokens: int) -> str:
         return (

@@ -117,8 +117,10 @@ def load_thinker(
     *,
     attn_implementation: str,
     max_gpu_memory: str | None,
+    keep_vision_tower: bool = False,
 ) -> Qwen3OmniMoeThinkerForConditionalGeneration:
-    """The thinker of a Qwen3-Omni checkpoint (hub full-model layout or thinker alone), on `placement`."""
+    """The thinker of a Qwen3-Omni checkpoint (hub full-model layout or thinker alone), on `placement`;
+    `keep_vision_tower` for a checkpoint written back whole (`evalsvc export merged`)."""
     config = AutoConfig.from_pretrained(model, revision=revision)
     if config.model_type == FULL_MODEL_TYPE:
         config = config.thinker_config
@@ -134,7 +136,8 @@ def load_thinker(
         device_map=device_map_for(config, placement, dtype, max_gpu_memory),
         attn_implementation=attn_implementation,
     )
-    drop_vision_tower(thinker)
+    if not keep_vision_tower:
+        drop_vision_tower(thinker)
     return thinker
 
 

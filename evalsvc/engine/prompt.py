@@ -9,8 +9,9 @@ from __future__ import annotations
 import hashlib
 import re
 
-from evalsvc.engine.types import DIMENSIONS, SCORE_MAX, SCORE_MIN, Scores
+from evalsvc.engine.types import DIMENSIONS, SCORE_MAX, SCORE_MIN, PairResult, Scores
 from evalsvc.errors import SCORE_LINE_MALFORMED, SCORE_LINE_MISSING, SCORE_OUT_OF_RANGE, ItemError
+from evalsvc.settings import Mode
 
 PROMPT_VERSION = "empathyeval-v1"
 
@@ -31,12 +32,14 @@ INSTRUCTION_TEXT = (
 
 AUDIO_SLOT = "<|audio_start|><|audio_pad|><|audio_end|>"
 
+# The user turn around its two audio clips; a generation server gets the same text as chat message
+# parts (evalsvc.engine.served_requests), and a test renders those with the checkpoint's own template.
+USER_TEMPLATE = "User query: {query_audio}\nSystem response: {response_audio}\n{instruction}"
 # Qwen chat format, written out rather than rendered by a chat template so that the exact text the
 # model sees is versioned here and not by whatever template ships with a checkpoint.
 PROMPT_TEMPLATE = (
     "<|im_start|>system\n{system}<|im_end|>\n"
-    "<|im_start|>user\nUser query: {query_audio}\nSystem response: {response_audio}\n"
-    "{instruction}<|im_end|>\n"
+    "<|im_start|>user\n" + USER_TEMPLATE + "<|im_end|>\n"
     "<|im_start|>assistant\n"
 )
 
@@ -51,6 +54,15 @@ def render_prompt() -> str:
     return PROMPT_TEMPLATE.format(
         system=SYSTEM_TEXT, query_audio=AUDIO_SLOT, response_audio=AUDIO_SLOT, instruction=INSTRUCTION_TEXT
     )
+
+
+def user_text_pieces() -> tuple[str, str, str]:
+    """The user turn's text before the query audio, between the two clips, and after the response."""
+    text = USER_TEMPLATE.format(
+        query_audio=AUDIO_SLOT, response_audio=AUDIO_SLOT, instruction=INSTRUCTION_TEXT
+    )
+    before, between, after = text.split(AUDIO_SLOT)
+    return before, between, after
 
 
 def prompt_text_digest() -> str:
@@ -79,3 +91,17 @@ def parse_score_line(text: str) -> Scores | ItemError:
         if not SCORE_MIN <= value <= SCORE_MAX:
             return ItemError(SCORE_OUT_OF_RANGE, f"{name}={value:g} is outside {SCORE_MIN:g}-{SCORE_MAX:g}")
     return Scores.from_values(values)
+
+
+def pair_result(
+    mode: Mode, text: str | None, head_scores: Scores | None, timings: dict[str, float]
+) -> PairResult:
+    """One pair's result from what the judge produced: heads' scores when there are any, else the
+    scores read from the generated text's score line (a per-item error when it has none)."""
+    assessment = text if mode in ("assessment", "both") else None
+    if head_scores is not None or mode == "assessment":
+        return PairResult(scores=head_scores, assessment=assessment, timings_ms=dict(timings))
+    parsed = parse_score_line(text or "")
+    if isinstance(parsed, ItemError):
+        return PairResult(scores=None, assessment=assessment, error=parsed, timings_ms=dict(timings))
+    return PairResult(scores=parsed, assessment=assessment, timings_ms=dict(timings))

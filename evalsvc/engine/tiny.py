@@ -116,9 +116,18 @@ SPECIAL_TOKENS = (
     "<|image_pad|>",
     "<|video_pad|>",
 )
-# Kept without whitespace control (`{%-`), which would also eat the newlines of the Qwen format.
+# Kept without whitespace control (`{%-`), which would also eat the newlines of the Qwen format. Like
+# Qwen3-Omni's own template it takes content parts too (text, and audio as its three tokens), so a
+# generation server renders the judge's request as the published checkpoint would
+# (evalsvc.engine.served_requests).
 CHAT_TEMPLATE = (
-    "{% for message in messages %}<|im_start|>{{ message['role'] }}\n{{ message['content'] }}<|im_end|>\n"
+    "{% for message in messages %}<|im_start|>{{ message['role'] }}\n"
+    "{% if message['content'] is string %}{{ message['content'] }}{% else %}"
+    "{% for part in message['content'] %}"
+    "{% if part['type'] == 'audio' or 'audio' in part or 'audio_url' in part or 'input_audio' in part %}"
+    "<|audio_start|><|audio_pad|><|audio_end|>"
+    "{% elif part['type'] == 'text' %}{{ part['text'] }}{% endif %}"
+    "{% endfor %}{% endif %}<|im_end|>\n"
     "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
 )
 _CORPUS = (

@@ -43,28 +43,49 @@ class Scores:
 
 
 @dataclass(frozen=True)
+class GenerationBackend:
+    """A generation server that writes the assessment text (evalsvc.engine.served): its kernels,
+    batching and checkpoint file are not the in-process ones, so its texts are kept apart."""
+
+    url: str
+    served_model: str
+    manifest_sha256: str | None
+    """The merged checkpoint's manifest (evalsvc.engine.merge_manifest); None for a checkpoint
+    served as published (a zero-shot judge needs no merge)."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"url": self.url, "served_model": self.served_model, "manifest_sha256": self.manifest_sha256}
+
+
+@dataclass(frozen=True)
 class Decoding:
-    """Generation parameters; part of the fingerprint because they change the assessment text."""
+    """Generation parameters; part of the fingerprint because they change the assessment text.
+
+    `backend`, when text comes from a generation server, is part of it for the same reason; it is
+    not part of the backbone, so heads are unaffected.
+    """
 
     max_new_tokens: int = 256
     temperature: float = 0.0
     top_p: float = 1.0
     seed: int | None = None
+    backend: GenerationBackend | None = None
 
     @property
     def greedy(self) -> bool:
         return self.temperature == 0.0
 
     def to_dict(self) -> dict[str, Any]:
+        served = {"backend": self.backend.to_dict()} if self.backend else {}
         if self.greedy:
-            return {"max_new_tokens": self.max_new_tokens, "greedy": True}
+            return {"max_new_tokens": self.max_new_tokens, "greedy": True} | served
         return {
             "max_new_tokens": self.max_new_tokens,
             "greedy": False,
             "temperature": self.temperature,
             "top_p": self.top_p,
             "seed": self.seed,
-        }
+        } | served
 
 
 @dataclass(frozen=True)

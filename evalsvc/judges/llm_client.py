@@ -63,6 +63,19 @@ class Prices:
 
 
 @dataclass(frozen=True)
+class ApiNames:
+    """How error messages name the API and the settings that configure it: the judge LLM's by
+    default, the generation server's for evalsvc.engine.served."""
+
+    api: str = "the LLM API"
+    base_url: str = "EVALSVC_LLM_BASE_URL"
+    model: str = "EVALSVC_LLM_MODEL"
+    api_key: str = "EVALSVC_LLM_API_KEY"
+    timeout: str = "EVALSVC_LLM_TIMEOUT_S"
+    concurrency: str = "EVALSVC_LLM_CONCURRENCY"
+
+
+@dataclass(frozen=True)
 class LLMConfig:
     base_url: str
     model: str
@@ -74,6 +87,9 @@ class LLMConfig:
     max_retries: int = 4
     timeout_s: float = 60.0
     prices: Prices = Prices()
+    top_p: float | None = None
+    """Sent only when set (the judges leave it to the server)."""
+    names: ApiNames = ApiNames()
 
     @classmethod
     def from_settings(cls, settings: Settings) -> LLMConfig:
@@ -171,12 +187,13 @@ class LLMClient:
             raise self._translate(error) from error
         if listed and self.config.model not in listed:
             shown = ", ".join(sorted(listed)[:10]) + (" ..." if len(listed) > 10 else "")
+            names = self.config.names
             raise LLMModelUnavailable(
-                f"the LLM API at {self.config.base_url} does not serve the model {self.config.model!r} "
-                f"(EVALSVC_LLM_MODEL); it serves: {shown}"
+                f"{names.api} at {self.config.base_url} does not serve the model {self.config.model!r} "
+                f"({names.model}); it serves: {shown}"
             )
 
-    def complete(self, messages: Sequence[dict[str, str]], schema: dict[str, Any]) -> LLMReply:
+    def complete(self, messages: Sequence[dict[str, Any]], schema: dict[str, Any]) -> LLMReply:
         """One chat completion; `schema` is the `json_schema` response format of the answer.
 
         Raises the evalsvc error of a call that got no usable HTTP answer (see the module docstring).
@@ -189,7 +206,7 @@ class LLMClient:
                 except (openai.BadRequestError, openai.UnprocessableEntityError) as error:
                     if not self._step_down(mode, error):
                         raise LLMRequestRejected(
-                            f"the LLM API rejected the request ({error.status_code}): {_detail(error)}"
+                            f"{self.config.names.api} rejected the request ({error.status_code}): {_detail(error)}"
                         ) from error
                 except openai.APIError as error:
                     raise self._translate(error) from error
@@ -209,7 +226,7 @@ class LLMClient:
                 raise failed.exception()  # type: ignore[misc]
             return [future.result() for future in futures]
 
-    def _create(self, messages: Sequence[dict[str, str]], schema: dict[str, Any], mode: str) -> LLMReply:
+    def _create(self, messages: Sequence[dict[str, Any]], schema: dict[str, Any], mode: str) -> LLMReply:
         options: dict[str, Any] = {
             "model": self.config.model,
             "messages": list(messages),
@@ -218,6 +235,8 @@ class LLMClient:
         }
         if self.config.seed is not None:
             options["seed"] = self.config.seed
+        if self.config.top_p is not None:
+            options["top_p"] = self.config.top_p
         if mode == "json_schema":
             options["response_format"] = schema
         elif mode == "json_object":
@@ -226,7 +245,9 @@ class LLMClient:
         completion = self._openai.chat.completions.create(**options)
         latency_ms = (time.perf_counter() - started) * 1000.0
         if not completion.choices:
-            raise LLMServerError(f"the LLM API at {self.config.base_url} answered without a choice")
+            raise LLMServerError(
+                f"{self.config.names.api} at {self.config.base_url} answered without a choice"
+            )
         choice = completion.choices[0]
         usage = completion.usage
         prompt_tokens = usage.prompt_tokens if usage else 0
@@ -258,32 +279,32 @@ class LLMClient:
         return True
 
     def _translate(self, error: openai.APIError) -> Exception:
-        where, model = self.config.base_url, self.config.model
+        where, model, names = self.config.base_url, self.config.model, self.config.names
         retries = f"after {self.config.max_retries} retries"
         if isinstance(error, openai.APITimeoutError):
             return LLMTimeout(
-                f"the LLM API at {where} did not answer within {self.config.timeout_s:g} s, {retries} "
-                "(EVALSVC_LLM_TIMEOUT_S)"
+                f"{names.api} at {where} did not answer within {self.config.timeout_s:g} s, {retries} "
+                f"({names.timeout})"
             )
         if isinstance(error, openai.APIConnectionError):
-            return LLMUnreachable(f"cannot connect to the LLM API at {where} (EVALSVC_LLM_BASE_URL): {error}")
+            return LLMUnreachable(f"cannot connect to {names.api} at {where} ({names.base_url}): {error}")
         if isinstance(error, openai.AuthenticationError):
             return LLMAuthFailed(
-                f"the LLM API at {where} refused the key (401): set EVALSVC_LLM_API_KEY ({_detail(error)})"
+                f"{names.api} at {where} refused the key (401): set {names.api_key} ({_detail(error)})"
             )
         if isinstance(error, openai.PermissionDeniedError | openai.NotFoundError):
             return LLMModelUnavailable(
-                f"the LLM API at {where} does not serve the model {model!r} to this key "
-                f"({error.status_code}: {_detail(error)}); check EVALSVC_LLM_MODEL, and that "
-                "EVALSVC_LLM_BASE_URL is the API root (it usually ends in /v1)"
+                f"{names.api} at {where} does not serve the model {model!r} to this key "
+                f"({error.status_code}: {_detail(error)}); check {names.model}, and that "
+                f"{names.base_url} is the API root (it usually ends in /v1)"
             )
         if isinstance(error, openai.RateLimitError):
             return LLMRateLimited(
-                f"the LLM API at {where} kept answering 429 {retries}: lower EVALSVC_LLM_CONCURRENCY or "
+                f"{names.api} at {where} kept answering 429 {retries}: lower {names.concurrency} or "
                 f"wait ({_detail(error)})"
             )
         status = getattr(error, "status_code", None)
-        return LLMServerError(f"the LLM API at {where} answered {status} {retries}: {_detail(error)}")
+        return LLMServerError(f"{names.api} at {where} answered {status} {retries}: {_detail(error)}")
 
 
 def _detail(error: openai.APIError) -> str:

@@ -3,7 +3,10 @@
     run summary       count, mean with 95% CI, distribution, failures; by system, dataset, emotion
     leaderboard       systems of a dataset across runs, NS/WA/EU/ES/Avg (the paper's Table 5)
     paired comparison two systems or runs on the same items: bootstrap CI, win/tie/loss, AB, Wilcoxon
-    agreement         judge vs human ratings, utterance and system level (the paper's Table 4)
+    agreement         judge vs human ratings or a teacher run's scores, utterance and system level
+                      (the paper's Table 4)
+    text agreement    a run's assessments vs references (a file or a teacher run): BLEU, METEOR,
+                      ROUGE-L, CIDEr-D, SER accuracy
     export            items joined with results as CSV, JSON lines or Parquet, streamed
     plots, html       PNG plots and a self-contained HTML page
 
@@ -12,11 +15,11 @@ database) and answers `NotFound` for runs and label sets outside it. Aggregates 
 database (`queries`); statistics over whole vectors (`stats`) get only the columns they need.
 
 Modules: `scope` (tenancy), `queries` (the SELECTs), `stats`, `schemas` (result models), `summary`,
-`compare`, `agreement`, `labels` (label import), `export`, `tables` (text and HTML tables), `plots`,
-`html`. Front ends: `evalsvc.cli.report`, `evalsvc.cli.labels` and `evalsvc.api.reports`.
+`compare`, `agreement`, `labels` (label import), `text_agreement` (references and teacher texts) with
+`text_metrics` (the metrics), `export`, `tables` (text and HTML tables), `plots`, `html`. Front ends: `evalsvc.cli.report`, `evalsvc.cli.labels` and `evalsvc.api.reports`.
 """
 
-from evalsvc.reports.agreement import agreement_report, labelled_scores
+from evalsvc.reports.agreement import agreement_report, labelled_scores, teacher_scores
 from evalsvc.reports.compare import compare
 from evalsvc.reports.export import export_batches, write_export
 from evalsvc.reports.html import run_report_html
@@ -34,5 +37,6 @@ __all__ = [
     "leaderboards",
     "run_report_html",
     "run_summary",
+    "teacher_scores",
     "write_export",
 ]

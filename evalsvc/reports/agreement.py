@@ -10,6 +10,11 @@ Labels attach to a run's results in one of two ways (`match`):
 
 Several raters of one item are averaged per dimension (in SQL) before anything is compared.
 
+Instead of a label set, the reference can be a teacher run (`teacher_scores`): another run's four
+scores (the LLM judge's `llm-assessment`, or the judge a new adapter and heads were distilled from),
+matched by item key or audio the same way and taking the human side of every figure, with one
+"rater" per item. Its name in the report is `run N`.
+
 Rows: NS, WA, EU, ES; "avg" (the judge's avg against the mean of the four human dimensions); and
 "overall", every (item, dimension) pair of the four dimensions pooled into one vector. Columns:
 utterance level (one point per item) and system level (one point per system: the mean over its
@@ -27,9 +32,19 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 import numpy as np
+from sqlalchemy import Subquery
 from sqlalchemy.orm import Session
 
-from evalsvc.reports.queries import DIMENSIONS, SCORE_COLUMNS, Match, count_rows, human_means, labelled_pairs
+from evalsvc.errors import InvalidParameter
+from evalsvc.reports.queries import (
+    DIMENSIONS,
+    SCORE_COLUMNS,
+    Match,
+    count_rows,
+    human_means,
+    labelled_pairs,
+    teacher_means,
+)
 from evalsvc.reports.schemas import AgreementFigures, AgreementReport, AgreementRow, SystemMeans
 from evalsvc.reports.scope import label_set_for, run_for
 from evalsvc.reports.stats import MIN_CORRELATION_POINTS, agreement
@@ -60,7 +75,31 @@ def labelled_scores(
 ) -> LabelledScores:
     run_for(session, run_id, tenant_id)
     labels = label_set_for(session, label_set, tenant_id)
-    human = human_means(labels.id, match)
+    return _scores_against(session, run_id, labels.name, human_means(labels.id, match), match)
+
+
+def teacher_scores(
+    session: Session, run_id: int, teacher_run_id: int, tenant_id: int | None, match: Match = "item"
+) -> LabelledScores:
+    """The run's scores beside a teacher run's, in the shape of `labelled_scores` (the teacher in
+    `human`), for `agreement_report`."""
+    run_for(session, run_id, tenant_id)
+    run_for(session, teacher_run_id, tenant_id)
+    scores = _scores_against(
+        session, run_id, f"run {teacher_run_id}", teacher_means(teacher_run_id, match), match
+    )
+    if not scores.systems:
+        raise InvalidParameter(
+            f"no scored item of run {run_id} matches a scored item of teacher run {teacher_run_id} "
+            f"by {'item key' if match == 'item' else 'audio'} ({scores.labelled} teacher items scored): "
+            "did both runs judge the same manifest?"
+        )
+    return scores
+
+
+def _scores_against(
+    session: Session, run_id: int, name: str, human: Subquery, match: Match
+) -> LabelledScores:
     rows = sorted(session.execute(labelled_pairs(run_id, human, match)), key=lambda row: row[0])
     values = np.array([row[2:-1] for row in rows], dtype=np.float64).reshape(len(rows), 9)
     model = {name: values[:, index] for index, name in enumerate(SCORE_COLUMNS)}
@@ -68,7 +107,7 @@ def labelled_scores(
     human_scores["avg"] = np.mean(values[:, 5:], axis=1) if rows else np.empty(0)
     return LabelledScores(
         run_id=run_id,
-        label_set=labels.name,
+        label_set=name,
         match=match,
         labelled=session.scalar(count_rows(human)) or 0,
         systems=[row[1] for row in rows],

@@ -218,6 +218,24 @@ def human_means(label_set_id: int, match: Match) -> Subquery:
     return query.group_by(*keys).subquery()
 
 
+def teacher_means(run_id: int, match: Match) -> Subquery:
+    """A teacher run's scores shaped as `human_means` (one "rater" per item): the run's scored items
+    per item key, or per audio pair (the mean where the run judged one pair under several keys)."""
+    keys = (RunItem.item_key,) if match == "item" else (Result.query_sha256, Result.response_sha256)
+    return (
+        select(
+            *keys,
+            *(func.avg(column).label(name) for name, column in SCORE_COLUMNS.items() if name in DIMENSIONS),
+            func.count().label("raters"),
+        )
+        .select_from(RunItem)
+        .join(Result, RunItem.result_id == Result.id)
+        .where(RunItem.run_id == run_id, Result.avg.is_not(None))
+        .group_by(*keys)
+        .subquery()
+    )
+
+
 def label_sets(tenant_id: int | None) -> Select[Any]:
     """(name, description, ratings, rated items) of every label set the tenant can see, by name."""
     query = (

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from evalsvc.reports.queries import DIMENSIONS, SCORE_COLUMNS
 from evalsvc.reports.schemas import (
@@ -242,6 +243,31 @@ def agreement_tables(report: AgreementReport) -> list[Table]:
 
 def _figures(figures: AgreementFigures) -> tuple[str, ...]:
     return (number(figures.lcc), number(figures.srcc), number(figures.ktau), number(figures.mse))
+
+
+def text_agreement_tables(report: dict[str, Any]) -> list[Table]:
+    """`report text-agreement`: one row per metric (value, or why it is unavailable), then SER."""
+    text = report["text"]
+    title = (
+        f"Text agreement of {report['run']} with {report['references']}: {report['matched']} items matched "
+        f"({report['without_reference']} without a reference, {report['without_hypothesis']} references "
+        "without an assessment)"
+    )
+    rows = [(name, number(value), "") for name, value in text["scores"].items()]
+    rows += [(name, MISSING, why) for name, why in text["unavailable"].items()]
+    metrics = Table(
+        title, ("metric", "value", "unavailable because"), rows, note=f"tokenizer: {text['tokenizer']}"
+    )
+    ser = report["ser"]
+    if "unavailable" in ser:
+        note = ser["unavailable"]
+    else:
+        note = f"{ser['count']} items with emotion labels on both sides; labels: {', '.join(ser['labels'])}"
+    ser_rows = [
+        ("accuracy", number(ser.get("accuracy"))),
+        ("unweighted accuracy", number(ser.get("unweighted_accuracy"))),
+    ]
+    return [metrics, Table("SER accuracy", ("metric", "value"), ser_rows, note=note)]
 
 
 def render_text(tables: Sequence[Table]) -> str:

@@ -1,6 +1,9 @@
-"""Head fitting end to end: labels from the store, features from the frozen engine, heads on disk.
+"""Head fitting end to end: targets from the store, features from the frozen engine, heads on disk.
 
-    label set (SQL) ──▶ run items (audio) ──▶ FeatureCache / Engine.pooled_features ──▶ fit_heads
+Targets are the human ratings of a label set, or the scores of a teacher run (the LLM judge's
+four scores): distilling the teacher into heads on the judge's own hidden states.
+
+    label set | teacher run (SQL) ──▶ run items (audio) ──▶ FeatureCache / Engine.pooled_features ──▶ fit_heads
                                                                          ──▶ heads.json, heads.safetensors, metrics.json
 
 The engine is loaded only when some feature is not cached, so refitting with other hyperparameters
@@ -26,35 +29,54 @@ from evalsvc.settings import Settings
 from evalsvc.store import Store
 from evalsvc.training.features_cache import FeatureCache, collect_features
 from evalsvc.training.heads_fit import MIN_ITEMS, FitConfig, fit_heads, save_fit
-from evalsvc.training.sources import labeled_items
+from evalsvc.training.sources import labeled_items, teacher_items
 
 
 @dataclass(frozen=True)
 class HeadsJob:
-    label_set: str
+    """Exactly one of `label_set` (human ratings; `run_id` says which run's audio their keys name)
+    and `teacher_run` (a run whose scores are the targets) gives the targets."""
+
+    label_set: str | None
     out_dir: Path
     run_id: int | None = None
     pooling: Pooling = "mean"
     batch_size: int = 8
     fit: FitConfig = field(default_factory=FitConfig)
+    teacher_run: int | None = None
+
+    @property
+    def targets(self) -> str:
+        """How messages name where the targets come from."""
+        return (
+            f"label set {self.label_set!r}"
+            if self.label_set is not None
+            else f"teacher run {self.teacher_run}"
+        )
 
 
 def train_heads(settings: Settings, job: HeadsJob) -> dict[str, Any]:
     """Fit heads for the configured model and write them to `job.out_dir`; returns the summary."""
+    if (job.label_set is None) == (job.teacher_run is None):
+        raise InvalidParameter("give the targets: a label set or a teacher run, not both")
     with Store.from_settings(settings).session() as session:
-        items, dropped = labeled_items(session, job.label_set, job.run_id)
-    _require_enough(len(items), job.label_set, dropped)  # before hours of feature extraction
+        if job.teacher_run is not None:
+            items, dropped = teacher_items(session, job.teacher_run)
+        else:
+            items, dropped = labeled_items(session, job.label_set, job.run_id)  # type: ignore[arg-type]
+    _require_enough(len(items), job.targets, dropped)  # before hours of feature extraction
     extractor = _Extractor(settings, job.pooling)
     backbone = extractor.fingerprint.backbone
     cache = FeatureCache(settings.resolved_features_dir, backbone, job.pooling)
     limits = AudioLimits.from_settings(settings)
     features = collect_features(items, cache, extractor, limits, job.batch_size)
-    _require_enough(len(features.items), job.label_set, dropped | features.dropped)
+    _require_enough(len(features.items), job.targets, dropped | features.dropped)
     targets = np.array([item.targets for item in features.items], dtype=np.float32)
     result = fit_heads(features.matrix(), targets, job.fit, pooling=job.pooling, backbone=backbone)
     provenance = {
         "label_set": job.label_set,
         "run_id": job.run_id,
+        "teacher_run": job.teacher_run,
         "backbone": backbone,
         "model": {  # what the features depend on; the heads of the loaded model do not matter
             key: value
@@ -78,10 +100,10 @@ def train_heads(settings: Settings, job: HeadsJob) -> dict[str, Any]:
     }
 
 
-def _require_enough(count: int, label_set: str, dropped: dict[str, int]) -> None:
+def _require_enough(count: int, targets: str, dropped: dict[str, int]) -> None:
     if count < MIN_ITEMS:
         raise InvalidParameter(
-            f"label set {label_set!r} gives {count} usable pairs (left out: {dropped}); "
+            f"{targets} gives {count} usable pairs (left out: {dropped}); "
             f"fitting heads needs at least {MIN_ITEMS}"
         )
 
@@ -90,6 +112,9 @@ class _Extractor:
     """Pooled features from an engine loaded on first use; its fingerprint is known from the files."""
 
     def __init__(self, settings: Settings, pooling: Pooling) -> None:
+        # Features come from the backbone alone: configured heads (fitted on another adapter, say)
+        # are neither needed nor checked.
+        settings = settings.model_copy(update={"heads": None})
         self._settings = settings
         self._pooling = pooling
         self._engine: Engine | None = None

@@ -5,8 +5,8 @@ server-side cursor (psycopg streams `yield_per` rows at a time), on SQLite the s
 as rows are taken. Only plain columns are selected (no ORM objects, no identity map growing with the
 run), so memory stays flat however large the run is; the benchmark measures it on 100,000 items.
 
-`labeled_items` is the one exception, by necessity: head fitting needs every labelled pair's
-features at once, and label sets are thousands of rows, not millions.
+`labeled_items` and `teacher_items` are the exceptions, by necessity: head fitting needs every
+labelled pair's features at once, and label sets and teacher runs are thousands of rows, not millions.
 """
 
 from __future__ import annotations
@@ -48,7 +48,8 @@ class ItemRow:
 
 @dataclass(frozen=True)
 class LabeledItem:
-    """A pair with its human scores (NS, WA, EU, ES), each averaged over the raters who gave it."""
+    """A pair with its target scores (NS, WA, EU, ES): human ones averaged over the raters who gave
+    them, or a teacher run's (one "rater")."""
 
     item_key: str
     query_ref: str
@@ -182,3 +183,17 @@ def labeled_items(
                 "pass --run to say which run the labels belong to"
             )
     return list(items.values()), {reason: len(keys) for reason, keys in dropped.items()}
+
+
+def teacher_items(session: Session, run_id: int) -> tuple[list[LabeledItem], dict[str, int]]:
+    """The scored items of a teacher run (the LLM judge's `llm-assessment`, or any judged run) as
+    labelled pairs, its four scores the targets; and counts of the items left out (`unscored`:
+    failed, pending, or judged without a readable score line)."""
+    items: list[LabeledItem] = []
+    unscored = 0
+    for row in stream_items(session, [run_id]):
+        if row.scores is None:
+            unscored += 1
+            continue
+        items.append(LabeledItem(row.item_key, row.query_ref, row.response_ref, row.scores, 1))
+    return items, {"unscored": unscored}

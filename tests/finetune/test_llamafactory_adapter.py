@@ -1,4 +1,4 @@
-"""The adapter LLaMA-Factory trains for Qwen3-Omni (the 8-GPU path of docs/train-adapter.md) loads in
+"""The adapter LLaMA-Factory trains for Qwen3-Omni (the 8-GPU path in README) loads in
 evalsvc's strict loader and computes what it was trained to compute.
 
 The adapter files are written by LLaMA-Factory's own target selection and peft 0.18.1's writer in

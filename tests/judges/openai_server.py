@@ -132,7 +132,7 @@ class ScriptedOpenAI:
         if isinstance(answer, Failure):
             error = {"error": {"message": answer.message, "type": "scripted", "code": None}}
             return JSONResponse(error, status_code=answer.status, headers=answer.headers)
-        prompt_text = "".join(message["content"] for message in body["messages"])
+        prompt_text = "".join(_text(message["content"]) for message in body["messages"])
         content = answer.content or ""
         return JSONResponse(
             {
@@ -163,6 +163,11 @@ class ScriptedOpenAI:
                 },
             }
         )
+
+
+def _text(content: str | list[dict[str, Any]]) -> str:
+    """A message's text: the string, or its text parts (audio parts count for nothing)."""
+    return content if isinstance(content, str) else "".join(part.get("text", "") for part in content)
 
 
 @contextmanager

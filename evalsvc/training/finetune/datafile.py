@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from evalsvc.audio import AudioLimits, decode_audio, name_under
+from evalsvc.audio import AudioLimits, DecodedAudio, decode_audio, name_under
 from evalsvc.bulk.manifest import _csv_header as manifest_csv_header
 from evalsvc.bulk.manifest import _csv_rows as manifest_csv_rows
 from evalsvc.bulk.manifest import _PathResolver
@@ -234,9 +234,14 @@ class _RowChecker:
 
     def _decode(self, path: Path) -> str | None:
         if path not in self._decoded:
-            try:
-                decode_audio(path, self.limits, name=name_under(path, self.roots))
-                self._decoded[path] = None
-            except AudioError as error:
-                self._decoded[path] = f"{error.message} [{error.code}]"
+            decoded = decode_clip(path, self.roots, self.limits)
+            self._decoded[path] = decoded if isinstance(decoded, str) else None
         return self._decoded[path]
+
+
+def decode_clip(path: Path, roots: Sequence[Path], limits: AudioLimits) -> DecodedAudio | str:
+    """The clip, or why it cannot be trained on (`message [code]`, named relative to its root)."""
+    try:
+        return decode_audio(path, limits, name=name_under(path, roots))
+    except AudioError as error:
+        return f"{error.message} [{error.code}]"

@@ -1,6 +1,6 @@
 """`train_adapter`: data checked -> stages planned -> model loaded -> trained -> adapter written.
 
-    sources (files; later: a judged run) ─▶ examples ─▶ train / validation ─▶ stages
+    sources (files, judged runs)          ─▶ examples ─▶ train / validation ─▶ stages
                                                                            ─▶ StagedTrainer ─▶ OUT/
 
 OUT receives what `--adapter OUT` loads (adapter_config.json, adapter_model.safetensors) and

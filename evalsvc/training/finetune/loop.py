@@ -14,8 +14,8 @@ A plain loop rather than transformers' `Trainer`, on purpose:
 - the loss is computed on the answer positions only (`TrainableJudge.loss_sum`), normalised by the
   answer tokens of the whole accumulation window, so accumulating 8 steps of 1 is training with
   batches of 8.
-Several GPUs (the paper's 8) are LLaMA-Factory's job (see docs/train-adapter.md); this loop is the
-one-GPU (or CPU) path.
+Several GPUs (the paper's 8) are LLaMA-Factory's job (README: "8 GPUs: the same adapter with
+LLaMA-Factory"); this loop is the one-GPU (or CPU) path.
 
 Ctrl-C (SIGINT) sets a flag that is read between micro-batches: the step in progress is dropped, a
 checkpoint of the last finished step is saved, and `TrainingInterrupted` is raised. A second Ctrl-C
