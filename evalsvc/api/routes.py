@@ -24,6 +24,7 @@ from evalsvc.api.schemas import (
     MAX_ID,
     ErrorResponse,
     HealthResponse,
+    JudgeResponse,
     ReadyResponse,
     ScoreResponse,
     ServiceIndex,
@@ -48,7 +49,7 @@ def add_routes(app: FastAPI, settings: Settings, service: ScoreService, shared: 
 
     @app.post(
         SCORE_PATH,
-        response_model=ScoreResponse,
+        response_model=ScoreResponse | JudgeResponse,
         responses=ERROR_RESPONSES,
         openapi_extra=score_request_body(),
         summary="Judge one spoken query/response pair",

@@ -23,15 +23,15 @@ from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from evalsvc.api.auth import tenant_of
-from evalsvc.api.schemas import ERROR_RESPONSES, MAX_ID, NUL_FREE, ErrorResponse
-from evalsvc.bulk.manifest import manifest_format, parse_manifest
+from evalsvc.api.schemas import ERROR_RESPONSES, MAX_ID, NUL_FREE, ErrorResponse, JudgeName
+from evalsvc.bulk.manifest import check_references, manifest_format, parse_manifest
 from evalsvc.bulk.queue import ShardQueue
 from evalsvc.bulk.results import MEDIA_TYPES, ResultFormat, encode_rows, read_page
 from evalsvc.bulk.service import cancel_run, queue_run, record_run, run_summary
 from evalsvc.errors import ManifestInvalid, QueueUnavailable
 from evalsvc.settings import Mode, Settings
 from evalsvc.store import Store
-from evalsvc.store.models import MAX_RUN_ID
+from evalsvc.store.models import EMPATHYEVAL_JUDGE, MAX_RUN_ID
 
 RUNS_PATH = "/v1/runs"
 _RunId = Annotated[int, Path(ge=1, le=MAX_RUN_ID)]
@@ -52,6 +52,10 @@ class RunResponse(BaseModel):
     id: int
     name: str
     mode: Mode
+    judge: str = Field(description="empathyeval, or the LLM judge of the run (llm-mos, llm-ab, ...).")
+    group_id: int | None = Field(
+        description="The first run of the group when a manifest was submitted to several judges."
+    )
     status: str = Field(description="pending, running, done or cancelled")
     items: int
     done: int
@@ -78,13 +82,21 @@ class RunsAPI:
         return self._queue
 
     def create(
-        self, tenant_id: int, name: str, mode: Mode, filename: str, data: bytes, skip_invalid: bool
+        self,
+        tenant_id: int,
+        name: str,
+        mode: Mode,
+        filename: str,
+        data: bytes,
+        skip_invalid: bool,
+        judge: str = EMPATHYEVAL_JUDGE,
     ) -> dict[str, Any]:
         manifest = parse_manifest(data, manifest_format(filename), roots=self.settings.data_roots)
         items = manifest.accepted(skip_invalid=skip_invalid)
+        check_references(items, [judge])
         queue = self.queue()
         queue.ping()
-        run_id = record_run(self.store, name=name, mode=mode, items=items, tenant_id=tenant_id)
+        run_id = record_run(self.store, name=name, mode=mode, items=items, tenant_id=tenant_id, judge=judge)
         try:
             queued = queue_run(self.store, queue, run_id, self.settings.bulk_shard_size)
         except QueueUnavailable as error:
@@ -121,12 +133,16 @@ def add_run_routes(app: FastAPI, settings: Settings, store: Store) -> None:
         name: Annotated[str, Form(min_length=1, max_length=200, pattern=NUL_FREE)],
         mode: Annotated[Mode, Form()] = "scores",
         skip_invalid: Annotated[bool, Form()] = False,
+        judge: Annotated[
+            JudgeName,
+            Form(description="Who judges the run: empathyeval or an LLM judge (A/B: rows need a reference)."),
+        ] = EMPATHYEVAL_JUDGE,
     ) -> JSONResponse:
         data = await manifest.read()
         tenant = tenant_of(request)
         try:
             answer = await run_in_threadpool(
-                api.create, tenant.id, name, mode, manifest.filename or "", data, skip_invalid
+                api.create, tenant.id, name, mode, manifest.filename or "", data, skip_invalid, judge
             )
         except ManifestInvalid as error:
             return JSONResponse({"error": error.to_dict()}, status_code=error.http_status)

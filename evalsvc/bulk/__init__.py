@@ -11,6 +11,8 @@
 
 Modules: `manifest` (parse, validate), `shards` (cutting a run into jobs, deterministic ids),
 `records` (the run's SQL reads and status changes), `scorers` (engine in process or HTTP model
-tier), `processing` (the shard function), `queue` (RQ transport), `service` (the operations the CLI
-and HTTP call), `progress` (the bar), `results` (rows as JSON lines or CSV).
+tier), `llm_items` (the scorer of runs judged by an LLM judge, `runs.judge`), `processing` (the
+shard function), `queue` (RQ transport), `service` (the operations the CLI and HTTP call; one run
+per judge, linked as a group), `estimates` (`--dry-run`), `progress` (the bar), `results` (rows as
+JSON lines or CSV).
 """

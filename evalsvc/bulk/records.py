@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session
 
 from evalsvc.errors import NotFound
@@ -25,6 +25,8 @@ class PendingItem:
     key: str
     query_path: str
     response_path: str
+    reference_path: str | None = None
+    reference_text: str | None = None
 
 
 @dataclass(frozen=True)
@@ -56,6 +58,14 @@ def get_run(session: Session, run_id: int, *, tenant_id: int | None = None) -> R
     if run is None or (tenant_id is not None and run.tenant_id != tenant_id):
         raise NotFound(f"no run {run_id}")
     return run
+
+
+def group_run_ids(session: Session, run: Run) -> list[int]:
+    """The runs judging the same manifest as `run` (one per judge, `runs.group_id`), `run` included."""
+    if run.group_id is None:
+        return [run.id]
+    group = select(Run.id).where(or_(Run.id == run.group_id, Run.group_id == run.group_id)).order_by(Run.id)
+    return list(session.scalars(group))
 
 
 def item_ids(session: Session, run_id: int, *, pending_only: bool = False) -> list[int]:

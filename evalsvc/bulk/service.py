@@ -25,6 +25,7 @@ from evalsvc.bulk.records import (
     RunProgress,
     error_counts,
     get_run,
+    group_run_ids,
     item_ids,
     reset_failed,
     run_times,
@@ -33,6 +34,7 @@ from evalsvc.bulk.records import (
 from evalsvc.bulk.shards import Shard, plan_shards, shards_with_pending
 from evalsvc.settings import Mode
 from evalsvc.store import Run, RunStatus, Store, Tenant, add_run_items, create_run, refresh_run_counts
+from evalsvc.store.models import EMPATHYEVAL_JUDGE
 
 
 @dataclass(frozen=True)
@@ -49,6 +51,8 @@ class RunSummary:
     created_at: str | None
     finished_at: str | None
     errors: dict[str, int] = field(default_factory=dict)
+    judge: str = EMPATHYEVAL_JUDGE
+    group_id: int | None = None
 
     @property
     def pending(self) -> int:
@@ -59,6 +63,8 @@ class RunSummary:
             "id": self.id,
             "name": self.name,
             "mode": self.mode,
+            "judge": self.judge,
+            "group_id": self.group_id,
             "status": self.status,
             "items": self.items,
             "done": self.done,
@@ -71,13 +77,49 @@ class RunSummary:
 
 
 def record_run(
-    store: Store, *, name: str, mode: Mode, items: Sequence[ManifestItem], tenant_id: int | None = None
+    store: Store,
+    *,
+    name: str,
+    mode: Mode,
+    items: Sequence[ManifestItem],
+    tenant_id: int | None = None,
+    judge: str = EMPATHYEVAL_JUDGE,
 ) -> int:
     """Record a run and all its items in one transaction (a crash leaves no half-recorded run)."""
+    return record_runs(store, name=name, mode=mode, items=items, tenant_id=tenant_id, judges=[judge])[0]
+
+
+def record_runs(
+    store: Store,
+    *,
+    name: str,
+    mode: Mode,
+    items: Sequence[ManifestItem],
+    tenant_id: int | None = None,
+    judges: Sequence[str] = (EMPATHYEVAL_JUDGE,),
+    max_cost_usd: float | None = None,
+) -> list[int]:
+    """Record one run per judge, all with every item, in one transaction (a crash leaves no
+    half-recorded group); the run ids in the order of `judges`. Several judges make a group: each run's
+    `group_id` is the first run's id, and `--max-cost` is the budget of the group's LLM calls."""
+    specs = [item.to_spec() for item in items]
+    ids: list[int] = []
     with store.session() as session:
-        run = create_run(session, name=name, mode=mode, tenant_id=tenant_id)
-        add_run_items(session, run.id, [item.to_spec() for item in items])
-        return run.id
+        for judge in dict.fromkeys(judges):
+            run = create_run(
+                session,
+                name=name,
+                mode=mode,
+                tenant_id=tenant_id,
+                judge=judge,
+                group_id=ids[0] if ids else None,
+                max_cost_usd=max_cost_usd,
+            )
+            add_run_items(session, run.id, specs)
+            ids.append(run.id)
+        if len(ids) > 1:
+            session.get(Run, ids[0]).group_id = ids[0]  # type: ignore[union-attr]
+        return ids
 
 
 def pending_shards(store: Store, run_id: int, shard_size: int) -> list[Shard]:
@@ -138,6 +180,8 @@ def run_summary(store: Store, run_id: int, *, tenant_id: int | None = None) -> R
             id=run.id,
             name=run.name,
             mode=run.mode,
+            judge=run.judge,
+            group_id=run.group_id,
             status=str(run.status.value),
             items=run.item_count,
             done=run.done_count,
@@ -164,6 +208,8 @@ def list_runs(store: Store, *, tenant_id: int | None = None, limit: int = 50) ->
                 "name": run.name,
                 "tenant": tenant,
                 "mode": run.mode,
+                "judge": run.judge,
+                "group_id": run.group_id,
                 "status": str(run.status.value),
                 "items": run.item_count,
                 "done": run.done_count,
@@ -186,3 +232,11 @@ def _start(store: Store, run_id: int) -> None:
         run = refresh_run_counts(session, run_id)
         if run.done_count + run.failed_count < run.item_count:
             set_status(session, run, RunStatus.RUNNING)
+
+
+def set_max_cost(store: Store, run_id: int, max_cost_usd: float) -> None:
+    """A new LLM budget for the run and the other runs of its judge group (`bulk resume --max-cost`)."""
+    with store.session() as session:
+        run = get_run(session, run_id)
+        for member in group_run_ids(session, run):
+            session.get(Run, member).max_cost_usd = max_cost_usd  # type: ignore[union-attr]

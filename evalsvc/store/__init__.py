@@ -9,7 +9,7 @@ with a session; callers never write SQL:
 
 Modules: `db` (engines, sessions, SQLite pragmas), `models` (the schema), `migrate` (Alembic),
 `upsert` (batched ON CONFLICT for both backends), and one repository module per area: `results`,
-`runs`, `labels`, `tenants`.
+`runs`, `labels`, `tenants`, `judging` (the LLM judges' transcripts, labels, verdicts and ledger).
 """
 
 from evalsvc.store.db import Store
