@@ -26,7 +26,8 @@ README) and `http_status`. Anything that is not an `EvalsvcError` is a bug in ev
     │   │   ├── ReferencesInvalid          references_invalid      422 (a `report text-agreement` references file)
     │   │   └── TrainingDataInvalid        training_data_invalid   422 (a `train adapter` data file, likewise)
     │   ├── NothingToBuild                 nothing_to_build        422 (a training set would have no rows)
-    │   └── ResumeMismatch                 resume_mismatch         409 (`train adapter --resume` with other data or settings)
+    │   ├── ResumeMismatch                 resume_mismatch         409 (`train adapter --resume` with other data or settings)
+    │   └── LLMBudgetExceeded              llm_budget_exceeded     402 (the next LLM batch could pass `--max-cost`)
     ├── ServiceBusy                        the service cannot answer now; the same request may succeed later
     │   ├── Overloaded                     overloaded              429
     │   ├── NotReady                       not_ready               503
@@ -228,6 +229,14 @@ class ResumeMismatch(UserInputError):
 
     code = "resume_mismatch"
     http_status = 409
+
+
+class LLMBudgetExceeded(UserInputError):
+    """The next batch of LLM calls could take a run past its `--max-cost`: the run stops before it
+    spends more; raise the budget and resume it."""
+
+    code = "llm_budget_exceeded"
+    http_status = 402
 
 
 class ServiceBusy(EvalsvcError):

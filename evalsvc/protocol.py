@@ -10,7 +10,7 @@ stored result) and `cached`, so one parser reads both.
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
@@ -22,6 +22,17 @@ NUL_FREE = r"^[^\x00]*$"
 """Text that reaches the database may not hold NUL (U+0000): PostgreSQL can neither store nor compare it."""
 Name = Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=NUL_FREE)]
 """A name of something stored (system, dataset, label set, run): the width of its column, no NUL."""
+JudgeName = Literal[
+    "empathyeval",
+    "llm-mos",
+    "llm-mos+emotion",
+    "llm-ab",
+    "llm-ab+emotion",
+    "llm-assessment",
+    "llm-assessment+emotion",
+]
+"""`empathyeval` and `evalsvc.judges.JUDGE_IDS` (a test checks they agree)."""
+ReferenceText = Annotated[str, StringConstraints(min_length=1, max_length=20_000, pattern=NUL_FREE)]
 
 
 class AudioSource(BaseModel):
@@ -53,6 +64,24 @@ class ScoreRequest(BaseModel):
     metadata: dict[str, Any] = Field(
         default_factory=dict, description="A JSON object echoed back in the answer (at most 64 KiB)."
     )
+    judge: JudgeName = Field(
+        "empathyeval",
+        description="Who judges: empathyeval (the served model; `mode` applies) or an LLM judge over "
+        "Whisper transcripts (llm-mos, llm-ab, llm-assessment, each also +emotion; the answer is then a "
+        "JudgeResponse).",
+    )
+    reference: AudioSource | None = Field(
+        None, description="The ground-truth spoken response, for the llm-ab judges."
+    )
+    reference_transcript: ReferenceText | None = Field(
+        None, description="The ground-truth response as text, for llm-ab (instead of `reference`)."
+    )
+
+    @model_validator(mode="after")
+    def _one_reference(self) -> ScoreRequest:
+        if self.reference is not None and self.reference_transcript is not None:
+            raise ValueError("give reference or reference_transcript, not both")
+        return self
 
 
 class ScoreValues(BaseModel):
@@ -118,6 +147,34 @@ class ScoreResponse(BaseModel):
     error: ErrorDetail | None = None
 
 
+class TurnText(BaseModel):
+    transcript: str
+    emotion: dict[str, Any] | None = Field(description="The emotion label (the +emotion judges).")
+
+
+class JudgeResponse(BaseModel):
+    """One pair judged by an LLM judge (`judge` other than empathyeval)."""
+
+    judge: str
+    id: int | None = Field(
+        description="llm-assessment: the stored result (GET /v1/results/{id}); null for llm-mos / llm-ab "
+        "verdicts and for failures (never stored)."
+    )
+    cached: bool = Field(description="True when the verdict came from the store without an LLM call.")
+    result: dict[str, Any] | None = Field(
+        description="llm-mos: {score}; llm-ab: {verdict, forward, backward, flipped}; llm-assessment: "
+        "{scores, text, assessment}. Null with an error."
+    )
+    error: ErrorDetail | None = None
+    texts: dict[str, TurnText] = Field(description="What the LLM read (or, cached, would read) of each turn.")
+    model: dict[str, Any] = Field(
+        description="The judge fingerprint: LLM, prompt, decoding, ASR, emotion model."
+    )
+    audio: PairAudioInfo
+    timings_ms: dict[str, float]
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+
 class StoredResult(BaseModel):
     """A result as stored: what `GET /v1/results/{id}` answers to the tenant that asked for it."""
 
@@ -159,6 +216,10 @@ class RunResponse(BaseModel):
     id: int
     name: str
     mode: Mode
+    judge: str = Field(description="empathyeval, or the LLM judge of the run (llm-mos, llm-ab, ...).")
+    group_id: int | None = Field(
+        description="The first run of the group when a manifest was submitted to several judges."
+    )
     status: str = Field(description="pending, running, done or cancelled")
     items: int
     done: int

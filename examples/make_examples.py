@@ -11,7 +11,8 @@ It rewrites
                                               native 22.05 kHz, so the demo exercises resampling)
   examples/pairs/*.wav                        four queries with different emotions, each answered by
                                               a warm and a cold system (16 kHz mono, to stay small)
-  examples/pairs/manifest.jsonl               the eight pairs, in the bulk-run manifest format
+  examples/pairs/manifest.jsonl               the eight pairs, in the bulk-run manifest format (the
+                                              warm reply is each pair's A/B reference)
 
 Synthetic speech carries little real emotion; the clips are for demos and smoke tests, not for
 judging the judge.
@@ -132,6 +133,7 @@ def main() -> None:
                     "system": f"{system}-bot",
                     "dataset": "examples",
                     "query_emotion": emotion,
+                    "reference_audio": f"{stem}_warm.wav",  # the ground truth of the A/B judges
                 }
             )
     manifest = PAIRS / "manifest.jsonl"

@@ -2,7 +2,8 @@
 
 Two body types carry the same request:
 
-- `multipart/form-data`: files `query` and `response`, text fields `mode` and `metadata` (JSON);
+- `multipart/form-data`: files `query` and `response` (and `reference`), text fields `mode`,
+  `metadata` (JSON), `judge` and `reference_transcript`;
 - `application/json`: `ScoreRequest`, each clip as `audio_b64` or a server-side `path`.
 
 Status codes follow one rule: 415 for a body type we do not read, 400 for a body that cannot be
@@ -28,7 +29,7 @@ from starlette.formparsers import MultiPartException
 from starlette.requests import Request
 
 from evalsvc.api.responses import validation_message
-from evalsvc.audio import AudioLimits, decode_audio
+from evalsvc.audio import AudioLimits, DecodedAudio, decode_audio
 from evalsvc.engine.types import AudioPair
 from evalsvc.errors import (
     AudioError,
@@ -38,8 +39,9 @@ from evalsvc.errors import (
     UnsupportedMediaType,
     ValidationFailed,
 )
-from evalsvc.protocol import MAX_METADATA_BYTES, AudioSource, ScoreRequest
+from evalsvc.protocol import MAX_METADATA_BYTES, AudioSource, JudgeName, ReferenceText, ScoreRequest
 from evalsvc.settings import Mode, Settings
+from evalsvc.store.models import EMPATHYEVAL_JUDGE
 
 SIDES = ("query", "response")
 _MAX_FORM_FIELD_BYTES = MAX_METADATA_BYTES + 1024
@@ -62,6 +64,9 @@ class RawScoreRequest:
     response: bytes | DataFile
     mode: Mode
     metadata: dict[str, Any]
+    judge: str = EMPATHYEVAL_JUDGE
+    reference: bytes | DataFile | str | None = None
+    """The A/B reference: a clip, or its transcript (str)."""
 
 
 @dataclass(frozen=True)
@@ -72,6 +77,8 @@ class ScoreInput:
     mode: Mode
     metadata: dict[str, Any]
     decode_ms: float
+    judge: str = EMPATHYEVAL_JUDGE
+    reference: DecodedAudio | str | None = None
 
 
 class _FormFields(BaseModel):
@@ -81,6 +88,8 @@ class _FormFields(BaseModel):
 
     mode: Mode = "scores"
     metadata: dict[str, Any] = Field(default_factory=dict)
+    judge: JudgeName = EMPATHYEVAL_JUDGE
+    reference_transcript: ReferenceText | None = None
 
     @field_validator("metadata", mode="before")
     @classmethod
@@ -112,16 +121,27 @@ async def read_score_request(request: Request, settings: Settings) -> RawScoreRe
 def decode_raw_request(raw: RawScoreRequest, limits: AudioLimits) -> ScoreInput:
     """Decode both clips (CPU-bound: runs in a worker thread); errors name the side at fault."""
     started = perf_counter()
-    decoded = []
-    for side, source in zip(SIDES, (raw.query, raw.response), strict=True):
-        try:
-            if isinstance(source, DataFile):
-                decoded.append(decode_audio(source.path, limits, name=source.shown))
-            else:
-                decoded.append(decode_audio(source, limits))
-        except AudioError as error:
-            raise type(error)(f"{side}: {error.message}") from error
-    return ScoreInput(AudioPair(*decoded), raw.mode, raw.metadata, (perf_counter() - started) * 1e3)
+    query, response = _decode("query", raw.query, limits), _decode("response", raw.response, limits)
+    reference = raw.reference
+    if isinstance(reference, bytes | DataFile):
+        reference = _decode("reference", reference, limits)
+    return ScoreInput(
+        AudioPair(query, response),
+        raw.mode,
+        raw.metadata,
+        (perf_counter() - started) * 1e3,
+        raw.judge,
+        reference,
+    )
+
+
+def _decode(side: str, source: bytes | DataFile, limits: AudioLimits) -> DecodedAudio:
+    try:
+        if isinstance(source, DataFile):
+            return decode_audio(source.path, limits, name=source.shown)
+        return decode_audio(source, limits)
+    except AudioError as error:
+        raise type(error)(f"{side}: {error.message}") from error
 
 
 def _from_json_body(body: bytes, settings: Settings) -> RawScoreRequest:
@@ -135,11 +155,16 @@ def _from_json_body(body: bytes, settings: Settings) -> RawScoreRequest:
         raise ValidationFailed(validation_message(error.errors())) from None
     _check_metadata_size(parsed.metadata)
     limits = AudioLimits.from_settings(settings)
+    reference: bytes | DataFile | str | None = parsed.reference_transcript
+    if parsed.reference is not None:
+        reference = _json_source("reference", parsed.reference, settings.data_roots, limits)
     return RawScoreRequest(
         query=_json_source("query", parsed.query, settings.data_roots, limits),
         response=_json_source("response", parsed.response, settings.data_roots, limits),
         mode=parsed.mode,
         metadata=parsed.metadata,
+        judge=parsed.judge,
+        reference=reference,
     )
 
 
@@ -160,18 +185,20 @@ def _json_source(side: str, source: AudioSource, roots: list[Path], limits: Audi
 
 async def _read_multipart(request: Request, settings: Settings) -> RawScoreRequest:
     try:
-        async with request.form(max_files=2, max_fields=8, max_part_size=_MAX_FORM_FIELD_BYTES) as form:
+        async with request.form(max_files=3, max_fields=8, max_part_size=_MAX_FORM_FIELD_BYTES) as form:
             files: dict[str, bytes] = {}
             fields: dict[str, str] = {}
             for name, value in form.multi_items():
                 if name in files or name in fields:
                     raise ValidationFailed(f"{name}: given more than once")
-                if name in SIDES:
+                if name in (*SIDES, "reference"):
                     if not isinstance(value, UploadFile):
                         raise ValidationFailed(f"{name}: must be a file part (with a filename)")
                     files[name] = await value.read()
                 elif isinstance(value, UploadFile):
-                    raise ValidationFailed(f"{name}: unexpected file; the files are query and response")
+                    raise ValidationFailed(
+                        f"{name}: unexpected file; the files are query, response and reference"
+                    )
                 else:
                     fields[name] = value
     except (MultiPartException, StarletteHTTPException) as error:
@@ -182,10 +209,19 @@ async def _read_multipart(request: Request, settings: Settings) -> RawScoreReque
         raise ValidationFailed("; ".join(f"{side}: file required" for side in missing))
     form_fields = _validate_form_fields(fields)
     limit = settings.audio_max_bytes
-    for side in SIDES:
-        if len(files[side]) > limit:
+    for side, data in files.items():
+        if len(data) > limit:
             raise AudioTooLarge(f"{side}: the clip is over {limit / 2**20:.1f} MiB (EVALSVC_AUDIO_MAX_BYTES)")
-    return RawScoreRequest(files["query"], files["response"], form_fields.mode, form_fields.metadata)
+    if "reference" in files and form_fields.reference_transcript is not None:
+        raise ValidationFailed("give reference or reference_transcript, not both")
+    return RawScoreRequest(
+        files["query"],
+        files["response"],
+        form_fields.mode,
+        form_fields.metadata,
+        form_fields.judge,
+        files.get("reference", form_fields.reference_transcript),
+    )
 
 
 def _validate_form_fields(fields: Mapping[str, str]) -> _FormFields:

@@ -18,12 +18,12 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from typing import Any
+from typing import Any, get_args
 
 from fastapi import FastAPI
 
 from evalsvc.engine.types import MODES
-from evalsvc.protocol import ErrorResponse, ScoreRequest
+from evalsvc.protocol import ErrorResponse, JudgeName, ScoreRequest
 
 SECURITY_SCHEMES = {
     "bearer": {"type": "http", "scheme": "bearer", "description": "`Authorization: Bearer KEY`"},
@@ -51,6 +51,21 @@ def score_request_body() -> dict[str, Any]:
             "response": {"type": "string", "format": "binary", "description": "The spoken response judged."},
             "mode": {"type": "string", "enum": list(MODES), "default": "scores"},
             "metadata": {"type": "string", "description": "A JSON object, echoed back (at most 64 KiB)."},
+            "judge": {
+                "type": "string",
+                "enum": list(get_args(JudgeName)),
+                "default": "empathyeval",
+                "description": "empathyeval (the served model) or an LLM judge over Whisper transcripts.",
+            },
+            "reference": {
+                "type": "string",
+                "format": "binary",
+                "description": "The ground-truth spoken response (the llm-ab judges).",
+            },
+            "reference_transcript": {
+                "type": "string",
+                "description": "The ground-truth response as text (llm-ab), instead of `reference`.",
+            },
         },
     }
     return {

@@ -22,15 +22,23 @@ from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from evalsvc.api.auth import tenant_of
-from evalsvc.bulk.manifest import manifest_format, parse_manifest
+from evalsvc.bulk.manifest import check_references, manifest_format, parse_manifest
 from evalsvc.bulk.queue import ShardQueue
 from evalsvc.bulk.results import MEDIA_TYPES, ResultFormat, encode_rows, read_page
-from evalsvc.bulk.run_operations import cancel_run, run_state, submit_run
+from evalsvc.bulk.run_operations import cancel_run, run_state, submit_runs
 from evalsvc.errors import ManifestInvalid
 from evalsvc.ids import MAX_ID, MAX_RUN_ID
-from evalsvc.protocol import ERROR_RESPONSES, NUL_FREE, ErrorResponse, ManifestInvalidResponse, RunResponse
+from evalsvc.protocol import (
+    ERROR_RESPONSES,
+    NUL_FREE,
+    ErrorResponse,
+    JudgeName,
+    ManifestInvalidResponse,
+    RunResponse,
+)
 from evalsvc.settings import Mode, Settings
 from evalsvc.store import Store
+from evalsvc.store.models import EMPATHYEVAL_JUDGE
 
 RUNS_PATH = "/v1/runs"
 _RunId = Annotated[int, Path(ge=1, le=MAX_RUN_ID)]
@@ -51,12 +59,20 @@ class RunsAPI:
         return self._queue
 
     def create(
-        self, tenant_id: int, name: str, mode: Mode, filename: str, data: bytes, skip_invalid: bool
+        self,
+        tenant_id: int,
+        name: str,
+        mode: Mode,
+        filename: str,
+        data: bytes,
+        skip_invalid: bool,
+        judge: str = EMPATHYEVAL_JUDGE,
     ) -> RunResponse:
         manifest = parse_manifest(data, manifest_format(filename), roots=self.settings.data_roots)
         items = manifest.accepted(skip_invalid=skip_invalid)
+        check_references(items, [judge])
         self.queue().ping()  # a queue that is down: 503 before anything is recorded, so a retry is safe
-        submitted = submit_run(
+        submitted = submit_runs(
             self.store,
             self.queue,
             name=name,
@@ -64,10 +80,12 @@ class RunsAPI:
             items=items,
             shard_size=self.settings.bulk_shard_size,
             tenant_id=tenant_id,
+            judges=[judge],
         )
-        state = run_state(self.store, submitted.run_id, tenant_id=tenant_id).to_dict()
+        [run_id], [queued] = submitted.run_ids, submitted.queued_jobs
+        state = run_state(self.store, run_id, tenant_id=tenant_id).to_dict()
         skipped = [str(problem) for problem in manifest.problems]
-        return RunResponse.model_validate(state | {"queued_jobs": submitted.queued_jobs, "skipped": skipped})
+        return RunResponse.model_validate(state | {"queued_jobs": queued, "skipped": skipped})
 
     def cancel(self, tenant_id: int, run_id: int) -> RunResponse:
         cancel_run(self.store, self.queue, run_id, tenant_id=tenant_id)
@@ -95,12 +113,16 @@ def add_run_routes(app: FastAPI, settings: Settings, store: Store) -> None:
         name: Annotated[str, Form(min_length=1, max_length=200, pattern=NUL_FREE)],
         mode: Annotated[Mode, Form()] = "scores",
         skip_invalid: Annotated[bool, Form()] = False,
+        judge: Annotated[
+            JudgeName,
+            Form(description="Who judges the run: empathyeval or an LLM judge (A/B: rows need a reference)."),
+        ] = EMPATHYEVAL_JUDGE,
     ) -> RunResponse | JSONResponse:
         data = await manifest.read()
         tenant = tenant_of(request)
         try:
             answer = await run_in_threadpool(
-                api.create, tenant.id, name, mode, manifest.filename or "", data, skip_invalid
+                api.create, tenant.id, name, mode, manifest.filename or "", data, skip_invalid, judge
             )
         except ManifestInvalid as error:
             return JSONResponse({"error": error.to_dict()}, status_code=error.http_status)

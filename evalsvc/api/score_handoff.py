@@ -9,7 +9,9 @@ was queued (an identical request finished first).
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable, Mapping
+from time import perf_counter
 from typing import Any
 
 from litserve.utils import WorkerSetupStatus
@@ -20,10 +22,12 @@ from evalsvc.api.model_tier import ModelTier, ScoringTask
 from evalsvc.api.shared import SharedState
 from evalsvc.engine.types import ModelFingerprint
 from evalsvc.errors import EvalsvcError, NotFound, NotReady
-from evalsvc.protocol import ScoreResponse, StoredResult
+from evalsvc.judge_scoring import JudgedPair, JudgeService, judge_payload
+from evalsvc.protocol import JudgeResponse, ScoreResponse, StoredResult
 from evalsvc.scoring import ResultCache, ScoredPair, result_payload
 from evalsvc.settings import Settings
 from evalsvc.store import ModelVersion, Result, get_result
+from evalsvc.store.models import EMPATHYEVAL_JUDGE
 from evalsvc.store.tenants import TenantRef
 
 logger = logging.getLogger(__name__)
@@ -43,9 +47,14 @@ class ScoreService:
         self.tier = tier
         self.cache = cache
         self.worker_status = worker_status
+        self._judges: JudgeService | None = None
+        self._judges_lock = threading.Lock()
 
-    async def score(self, tenant: TenantRef, request: ScoreInput) -> ScoreResponse:
-        """The answer to one `/v1/score` request (the CLI's JSON plus id, cached and metadata)."""
+    async def score(self, tenant: TenantRef, request: ScoreInput) -> ScoreResponse | JudgeResponse:
+        """The answer to one `/v1/score` request: the CLI's JSON plus id, cached and metadata (an LLM
+        judge's answer when the request names one)."""
+        if request.judge != EMPATHYEVAL_JUDGE:
+            return await run_in_threadpool(self._judge_with_llm, tenant, request)
         fingerprint = self.shared.model_info.read()
         if fingerprint is None:
             raise NotReady("the model is still loading; retry shortly")
@@ -61,6 +70,23 @@ class ScoreService:
         if isinstance(answer, EvalsvcError):
             raise answer
         return ScoreResponse.model_validate(score_payload(answer, fingerprint, request))
+
+    def _judge_with_llm(self, tenant: TenantRef, request: ScoreInput) -> JudgeResponse:
+        """An LLM judge's answer; the judges are loaded on the first such request.
+
+        An A/B verdict has no id: verdicts are shared content without a tenant's number (only
+        llm-assessment results, which live in `results`, do)."""
+        with self._judges_lock:
+            if self._judges is None:
+                self._judges = JudgeService(self.settings, self.cache.store)
+            judges = self._judges
+        pair = JudgedPair(request.pair.query, request.pair.response, request.reference)
+        started = perf_counter()
+        [answer] = judges.judge(request.judge, [pair], tenant_id=tenant.id)
+        timings = {"decode_ms": request.decode_ms, "judging_ms": (perf_counter() - started) * 1e3}
+        fingerprint = judges.fingerprint(judges.spec(request.judge))
+        payload = judge_payload(answer, request.judge, fingerprint.to_dict(), pair, timings)
+        return JudgeResponse.model_validate(payload | {"id": answer.result_id, "metadata": request.metadata})
 
     def stored_result(self, tenant: TenantRef, result_id: int) -> StoredResult:
         """A result the tenant received before, by the tenant's own number for it; any other is absent."""

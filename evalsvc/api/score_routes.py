@@ -29,6 +29,7 @@ from evalsvc.protocol import (
     ERROR_RESPONSES,
     ErrorResponse,
     HealthResponse,
+    JudgeResponse,
     ReadyResponse,
     ScoreResponse,
     ServiceIndex,
@@ -49,14 +50,14 @@ def add_score_routes(app: FastAPI, settings: Settings, service: ScoreService, sh
 
     @app.post(
         SCORE_PATH,
-        response_model=ScoreResponse,
+        response_model=ScoreResponse | JudgeResponse,
         response_model_exclude_unset=True,  # `error` and `metadata` only where the answer has them
         responses=ERROR_RESPONSES,
         openapi_extra=score_request_body(),
         summary="Judge one spoken query/response pair",
         tags=["scoring"],
     )
-    async def score(request: Request) -> ScoreResponse:
+    async def score(request: Request) -> ScoreResponse | JudgeResponse:
         raw = await read_score_request(request, settings)
         tenant = tenant_of(request)
         with shared.in_flight.slot(tenant.id):

@@ -10,9 +10,10 @@
                                      pending items ▶ ItemScorer (scorers) ▶ outcomes in SQL
 
 Modules: `manifest` (parse, validate), `shards` (cutting a run into jobs, deterministic ids),
-`scorers` (engine in process or HTTP model tier), `processing` (the shard function), `queue` (RQ
-transport), `run_operations` (submit, cancel, resume, state: what the CLI and HTTP call), `rq_worker`
-(the RQ worker), `jobs` (its job function), `worker_health` (its container healthcheck), `leases`,
-`progress` (the bar), `results` (rows as JSON lines or CSV). The run's SQL is in `evalsvc.store`
-(`runs`, `run_records`, `scope`).
+`scorers` (engine in process or HTTP model tier), `llm_items` (the scorer of runs judged by an LLM
+judge, `runs.judge`), `processing` (the shard function), `queue` (RQ transport), `run_operations`
+(submit, cancel, resume, state: what the CLI and HTTP call; one run per judge, linked as a group),
+`estimates` (`--dry-run`), `rq_worker` (the RQ worker), `jobs` (its job function), `worker_health`
+(its container healthcheck), `progress` (the bar), `results` (rows as JSON lines or CSV). The runs'
+SQL is in `evalsvc.store` (`runs`, `run_records`, `item_leases`, `scope`).
 """

@@ -10,6 +10,8 @@ Fields (CSV: a header row with these column names; `meta` then holds a JSON obje
     query_emotion    optional: the user's emotion label
     response_emotion optional: the emotion the response conveys
     meta             optional: a JSON object, kept with the item
+    reference_audio  optional: the ground-truth response, a path under a data root (the A/B judges)
+    reference_transcript optional: the ground-truth response as text, instead of reference_audio
 
 Relative paths resolve against `base_dir` (the manifest's own directory for a file on disk) or else
 against each data root in turn (an uploaded manifest has no directory). Every resolved path, symlinks
@@ -38,7 +40,7 @@ from evalsvc.suggest import unknown_names
 
 ManifestFormat = Literal["jsonl", "csv"]
 REQUIRED_FIELDS = ("id", "query_audio", "response_audio", "system", "dataset")
-OPTIONAL_FIELDS = ("query_emotion", "response_emotion", "meta")
+OPTIONAL_FIELDS = ("query_emotion", "response_emotion", "meta", "reference_audio", "reference_transcript")
 # Column widths of `run_items` (evalsvc.store.models.RunItem).
 _MAX_LENGTHS = {"id": 200, "system": 200, "dataset": 200, "query_emotion": 64, "response_emotion": 64}
 _FORMATS: dict[str, ManifestFormat] = {".jsonl": "jsonl", ".ndjson": "jsonl", ".csv": "csv"}
@@ -66,6 +68,8 @@ class ManifestItem:
     query_emotion: str | None = None
     response_emotion: str | None = None
     meta: dict[str, Any] = field(default_factory=dict)
+    reference_audio: Path | None = None
+    reference_transcript: str | None = None
 
     def to_spec(self) -> RunItemSpec:
         """The run item; `response_emotion` travels in `meta` (the item has one emotion column: the
@@ -81,6 +85,8 @@ class ManifestItem:
             dataset=self.dataset,
             emotion=self.query_emotion,
             meta=meta,
+            reference_ref=str(self.reference_audio) if self.reference_audio else None,
+            reference_text=self.reference_transcript,
         )
 
 
@@ -209,9 +215,9 @@ def _check_row(
     unknown = sorted(set(row) - set(known) - header)
     if unknown:
         problems.append(f"unknown field(s) {unknown_names(unknown, known)} (put extra information in meta)")
-    for name in (*REQUIRED_FIELDS, "query_emotion", "response_emotion"):
+    for name in (*REQUIRED_FIELDS, "query_emotion", "response_emotion", "reference_transcript"):
         value = row.get(name)
-        if value is None or name in missing:
+        if value is None or name in missing or (name in OPTIONAL_FIELDS and value == ""):
             continue
         if not isinstance(value, str) or not value.strip():
             problems.append(f"{name} must be a non-empty string")
@@ -221,7 +227,9 @@ def _check_row(
     if not isinstance(meta, dict):
         problems.append("meta must be a JSON object")
     paths: dict[str, Path] = {}
-    for name in ("query_audio", "response_audio"):
+    if row.get("reference_audio") and row.get("reference_transcript"):
+        problems.append("give reference_audio or reference_transcript, not both")
+    for name in ("query_audio", "response_audio", "reference_audio"):
         value = row.get(name)
         if isinstance(value, str) and value.strip():
             resolved = resolver.resolve(value)
@@ -229,7 +237,7 @@ def _check_row(
                 problems.append(f"{name} {value!r}: {resolved}")
             else:
                 paths[name] = resolved
-    if problems or missing or len(paths) != 2:
+    if problems or missing or "query_audio" not in paths or "response_audio" not in paths:
         return problems, None
     return problems, ManifestItem(
         line=line,
@@ -241,4 +249,27 @@ def _check_row(
         query_emotion=row.get("query_emotion"),
         response_emotion=row.get("response_emotion"),
         meta=meta,
+        reference_audio=paths.get("reference_audio"),
+        reference_transcript=row.get("reference_transcript") or None,
     )
+
+
+def check_references(items: Sequence[ManifestItem], judges: Sequence[str]) -> None:
+    """The A/B judges compare each response with a reference response: every row must carry one
+    (audio for `llm-ab+emotion`, whose prompt shows the reference's emotion). Raises `ManifestInvalid`
+    naming every row that lacks it, before anything is recorded."""
+    problems: list[tuple[int, str]] = []
+    for judge in judges:
+        if not judge.startswith("llm-ab"):
+            continue
+        audio_only = judge.endswith("+emotion")
+        for item in items:
+            if item.reference_audio is None and (audio_only or item.reference_transcript is None):
+                wanted = "reference_audio" if audio_only else "reference_audio or reference_transcript"
+                problems.append((item.line, f"the judge {judge} needs {wanted}"))
+    if problems:
+        lines = sorted({line for line, _ in problems})
+        shown = ", ".join(str(line) for line in lines[:10]) + (" ..." if len(lines) > 10 else "")
+        raise ManifestInvalid(
+            f"{len(lines)} row(s) have no reference response for A/B (lines {shown})", problems
+        )

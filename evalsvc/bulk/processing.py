@@ -32,14 +32,16 @@ from typing import TypeVar
 
 from rq.timeouts import BaseTimeoutException
 
+from evalsvc.bulk.llm_items import JudgeScorers, RunJudging
 from evalsvc.bulk.scorers import ItemScorer, failed, is_transient
 from evalsvc.bulk.shards import Shard
-from evalsvc.errors import EvalsvcError, NotFound, RunNotInDatabase
+from evalsvc.errors import ConfigurationError, EvalsvcError, NotFound, RunNotInDatabase
 from evalsvc.scoring import isolate_failures
 from evalsvc.settings import Mode, Settings
 from evalsvc.store import ItemOutcome, RunStatus, Store, grant_results, record_outcomes, refresh_run_counts
 from evalsvc.store.item_leases import ShardLease
-from evalsvc.store.run_records import PendingItem, RunProgress
+from evalsvc.store.models import EMPATHYEVAL_JUDGE
+from evalsvc.store.run_records import PendingItem, RunProgress, group_run_ids
 from evalsvc.store.scope import get_run
 
 logger = logging.getLogger(__name__)
@@ -67,6 +69,8 @@ class ShardContext:
     sleep: Callable[[float], None] = field(default=time.sleep, repr=False)
     lease_ttl_s: float = 300.0  # how long a claim outlives the runner's last heartbeat
     lease_poll_s: float = 1.0  # how often a runner waiting for another's claims looks again
+    judges: JudgeScorers | None = None
+    """The scorers of runs judged by an LLM judge; `scorer` is EmpathyEval's."""
 
     @classmethod
     def from_settings(cls, settings: Settings, store: Store, scorer: ItemScorer) -> ShardContext:
@@ -77,7 +81,17 @@ class ShardContext:
             settings.bulk_batch_retries,
             settings.bulk_backoff_s,
             lease_ttl_s=settings.bulk_heartbeat_ttl_s,
+            judges=JudgeScorers(settings, store, scorer),
         )
+
+    def scorer_for(self, run: RunJudging) -> ItemScorer:
+        if run.judge == EMPATHYEVAL_JUDGE:
+            return self.scorer
+        if self.judges is None:
+            raise ConfigurationError(
+                f"this runner has no LLM judges configured; run {run.run_id} needs {run.judge}"
+            )
+        return self.judges.for_run(run)
 
     def retrying(self, action: Callable[[], T], heartbeat: Callable[[], None] = _no_heartbeat) -> T:
         """Run `action`, retrying transient failures after 1x, 2x, 4x ... `backoff_s`; `heartbeat`
@@ -131,7 +145,8 @@ def process_shard(
     run_info = context.retrying(lambda: _load(context.store, shard), heartbeat)
     if run_info is None:
         return ShardReport(shard, cancelled=True)
-    mode, tenant_id = run_info
+    mode, tenant_id, judging = run_info
+    scorer = context.scorer_for(judging)
     lease = ShardLease(context.store, shard, context.lease_ttl_s)
 
     def beat() -> None:
@@ -143,9 +158,7 @@ def process_shard(
         while True:
             batch = context.retrying(lambda: lease.claim(context.batch_size), beat)
             if batch:
-                outcomes = context.retrying(
-                    lambda batch=batch: _score_isolated(context.scorer, batch, mode), beat
-                )
+                outcomes = context.retrying(lambda batch=batch: _score_isolated(scorer, batch, mode), beat)
                 recorded, progress = context.retrying(
                     lambda outcomes=outcomes: _record(context.store, shard.run_id, tenant_id, outcomes),
                     beat,
@@ -183,8 +196,8 @@ def _release(lease: ShardLease) -> None:
         logger.warning("could not release the claims of %s: %s", lease.shard, error.message)
 
 
-def _load(store: Store, shard: Shard) -> tuple[Mode, int | None] | None:
-    """(mode, tenant) of the shard's run; None when the run was cancelled."""
+def _load(store: Store, shard: Shard) -> tuple[Mode, int | None, RunJudging] | None:
+    """(mode, tenant, judge) of the shard's run; None when the run was cancelled."""
     with store.session() as session:
         try:
             run = get_run(session, shard.run_id)
@@ -196,7 +209,8 @@ def _load(store: Store, shard: Shard) -> tuple[Mode, int | None] | None:
             ) from None
         if run.status == RunStatus.CANCELLED:
             return None
-        return run.mode, run.tenant_id  # type: ignore[return-value]
+        judging = RunJudging(run.id, run.judge, run.max_cost_usd, tuple(group_run_ids(session, run)))
+        return run.mode, run.tenant_id, judging  # type: ignore[return-value]
 
 
 def _cancelled(store: Store, run_id: int) -> bool:

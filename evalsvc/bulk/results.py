@@ -24,7 +24,7 @@ MEDIA_TYPES: dict[ResultFormat, str] = {"jsonl": "application/x-ndjson", "csv": 
 # The names `evalsvc report export` uses for the same things (item_key, emotion).
 CSV_COLUMNS = (
     "item_key", "status", "system", "dataset", "emotion", "result_id",
-    "NS", "WA", "EU", "ES", "avg", "assessment", "error_code", "error_message",
+    "NS", "WA", "EU", "ES", "avg", "assessment", "error_code", "error_message", "verdict",
 )  # fmt: skip
 _SCORE_NAMES = ("NS", "WA", "EU", "ES", "avg")
 
@@ -80,6 +80,7 @@ def _row(item: RunItem, result: Result | None, numbers: dict[int, int] | None) -
         "result_id": item.result_id if numbers is None else numbers.get(item.result_id or 0),
         "scores": scores,
         "assessment": result.assessment if result is not None else None,
+        "verdict": item.verdict,
         "error": error,
         "attempts": item.attempts,
     }
@@ -91,5 +92,5 @@ def _csv_cells(row: dict[str, Any]) -> list[Any]:
     return [
         row["item_key"], row["status"], row["system"], row["dataset"], row["emotion"], row["result_id"],
         *(scores.get(name) for name in _SCORE_NAMES),
-        row["assessment"], error.get("code"), error.get("message"),
+        row["assessment"], error.get("code"), error.get("message"), row["verdict"],
     ]  # fmt: skip

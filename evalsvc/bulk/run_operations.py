@@ -23,13 +23,16 @@ from evalsvc.bulk.shards import Shard, plan_shards, shards_with_pending
 from evalsvc.errors import QueueUnavailable
 from evalsvc.settings import Mode
 from evalsvc.store import RunStatus, Store, add_run_items, create_run, refresh_run_counts
+from evalsvc.store.models import EMPATHYEVAL_JUDGE
 from evalsvc.store.run_records import (
     RunProgress,
     error_counts,
     item_ids,
+    lead_group,
     newest_runs,
     reset_failed,
     run_times,
+    set_group_budget,
     set_status,
 )
 from evalsvc.store.scope import get_run
@@ -49,6 +52,8 @@ class RunState:
     created_at: str | None
     finished_at: str | None
     errors: dict[str, int] = field(default_factory=dict)
+    judge: str = EMPATHYEVAL_JUDGE
+    group_id: int | None = None
 
     @property
     def pending(self) -> int:
@@ -59,6 +64,8 @@ class RunState:
             "id": self.id,
             "name": self.name,
             "mode": self.mode,
+            "judge": self.judge,
+            "group_id": self.group_id,
             "status": self.status,
             "items": self.items,
             "done": self.done,
@@ -71,22 +78,59 @@ class RunState:
 
 
 def record_run(
-    store: Store, *, name: str, mode: Mode, items: Sequence[ManifestItem], tenant_id: int | None = None
+    store: Store,
+    *,
+    name: str,
+    mode: Mode,
+    items: Sequence[ManifestItem],
+    tenant_id: int | None = None,
+    judge: str = EMPATHYEVAL_JUDGE,
 ) -> int:
     """Record a run and all its items in one transaction (a crash leaves no half-recorded run)."""
+    return record_runs(store, name=name, mode=mode, items=items, tenant_id=tenant_id, judges=[judge])[0]
+
+
+def record_runs(
+    store: Store,
+    *,
+    name: str,
+    mode: Mode,
+    items: Sequence[ManifestItem],
+    tenant_id: int | None = None,
+    judges: Sequence[str] = (EMPATHYEVAL_JUDGE,),
+    max_cost_usd: float | None = None,
+) -> list[int]:
+    """Record one run per judge, all with every item, in one transaction (a crash leaves no
+    half-recorded group); the run ids in the order of `judges`. Several judges make a group: each run's
+    `group_id` is the first run's id, and `--max-cost` is the budget of the group's LLM calls."""
+    specs = [item.to_spec() for item in items]
+    ids: list[int] = []
     with store.session() as session:
-        run = create_run(session, name=name, mode=mode, tenant_id=tenant_id)
-        add_run_items(session, run.id, [item.to_spec() for item in items])
-        return run.id
+        for judge in dict.fromkeys(judges):
+            run = create_run(
+                session,
+                name=name,
+                mode=mode,
+                tenant_id=tenant_id,
+                judge=judge,
+                group_id=ids[0] if ids else None,
+                max_cost_usd=max_cost_usd,
+            )
+            add_run_items(session, run.id, specs)
+            ids.append(run.id)
+        if len(ids) > 1:
+            lead_group(session, ids[0])
+        return ids
 
 
 @dataclass(frozen=True)
 class Submission:
-    run_id: int
-    queued_jobs: int
+    run_ids: list[int]
+    queued_jobs: list[int]
+    """Shard jobs queued per run, in the order of `run_ids`."""
 
 
-def submit_run(
+def submit_runs(
     store: Store,
     open_queue: Callable[[], ShardQueue],
     *,
@@ -95,23 +139,38 @@ def submit_run(
     items: Sequence[ManifestItem],
     shard_size: int,
     tenant_id: int | None = None,
-    on_recorded: Callable[[int], None] = lambda _run_id: None,
+    judges: Sequence[str] = (EMPATHYEVAL_JUDGE,),
+    max_cost_usd: float | None = None,
+    on_recorded: Callable[[list[int]], None] = lambda _run_ids: None,
 ) -> Submission:
-    """Record the run, then queue its shards: `evalsvc bulk submit` and `POST /v1/runs` alike.
+    """Record the runs (one per judge, `record_runs`), then queue their shards: `evalsvc bulk submit`
+    and `POST /v1/runs` alike.
 
-    The record comes first and stays: should the queue be unreachable, the run is `pending` and the
-    `QueueUnavailable` raised names it and the command that queues it later. `on_recorded` hears the
-    run id as soon as it exists (the CLI prints it before it queues).
+    The record comes first and stays: should the queue be unreachable, the runs are `pending` and the
+    `QueueUnavailable` raised names them and the command that queues them later. `on_recorded` hears
+    the run ids as soon as they exist (the CLI prints them before it queues).
     """
-    run_id = record_run(store, name=name, mode=mode, items=items, tenant_id=tenant_id)
-    on_recorded(run_id)
+    run_ids = record_runs(
+        store,
+        name=name,
+        mode=mode,
+        items=items,
+        tenant_id=tenant_id,
+        judges=judges,
+        max_cost_usd=max_cost_usd,
+    )
+    on_recorded(run_ids)
+    queued: list[int] = []
     try:
-        queued = queue_run(store, open_queue(), run_id, shard_size)
+        queue = open_queue()
+        for run_id in run_ids:
+            queued.append(queue_run(store, queue, run_id, shard_size))
     except QueueUnavailable as error:
-        raise QueueUnavailable(
-            f"run {run_id} is recorded but not queued: {error.message}; then `evalsvc bulk resume {run_id}`"
-        ) from error
-    return Submission(run_id, queued)
+        waiting = run_ids[len(queued) :]
+        which = f"run {waiting[0]} is" if len(waiting) == 1 else f"runs {', '.join(map(str, waiting))} are"
+        resume = " and ".join(f"`evalsvc bulk resume {run_id}`" for run_id in waiting)
+        raise QueueUnavailable(f"{which} recorded but not queued: {error.message}; then {resume}") from error
+    return Submission(run_ids, queued)
 
 
 def pending_shards(store: Store, run_id: int, shard_size: int) -> list[Shard]:
@@ -188,6 +247,8 @@ def run_state(store: Store, run_id: int, *, tenant_id: int | None = None) -> Run
             id=run.id,
             name=run.name,
             mode=run.mode,
+            judge=run.judge,
+            group_id=run.group_id,
             status=str(run.status.value),
             items=run.item_count,
             done=run.done_count,
@@ -206,6 +267,8 @@ def list_runs(store: Store, *, tenant_id: int | None = None, limit: int = 50) ->
                 "name": run.name,
                 "tenant": tenant,
                 "mode": run.mode,
+                "judge": run.judge,
+                "group_id": run.group_id,
                 "status": str(run.status.value),
                 "items": run.item_count,
                 "done": run.done_count,
@@ -228,3 +291,9 @@ def _start(store: Store, run_id: int) -> None:
         run = refresh_run_counts(session, run_id)
         if run.done_count + run.failed_count < run.item_count:
             set_status(session, run, RunStatus.RUNNING)
+
+
+def set_max_cost(store: Store, run_id: int, max_cost_usd: float) -> None:
+    """A new LLM budget for the run and the other runs of its judge group (`bulk resume --max-cost`)."""
+    with store.session() as session:
+        set_group_budget(session, get_run(session, run_id), max_cost_usd)

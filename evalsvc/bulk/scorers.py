@@ -94,12 +94,20 @@ class LocalItemScorer:
         return [outcomes[item.id] for item in items]
 
     def _decode(self, path: str, decoded: dict[str, DecodedAudio | AudioError]) -> DecodedAudio | AudioError:
-        if path not in decoded:
-            try:
-                decoded[path] = decode_audio(Path(path), self.limits, name=name_under(Path(path), self.roots))
-            except AudioError as error:
-                decoded[path] = error
-        return decoded[path]
+        return decode_once(path, decoded, self.limits, self.roots)
+
+
+def decode_once(
+    path: str, decoded: dict[str, DecodedAudio | AudioError], limits: AudioLimits, roots: Sequence[Path]
+) -> DecodedAudio | AudioError:
+    """The clip at `path` decoded, or its error, remembered in `decoded`: datasets reuse a query
+    across systems, so each file is decoded once per batch."""
+    if path not in decoded:
+        try:
+            decoded[path] = decode_audio(Path(path), limits, name=name_under(Path(path), roots))
+        except AudioError as error:
+            decoded[path] = error
+    return decoded[path]
 
 
 class RemoteItemScorer:

@@ -7,9 +7,9 @@
 Each writes OUT/NAME.jsonl and registers NAME in OUT/dataset_info.json (pairs also write
 OUT/NAME.trl.jsonl, interleaved OUT/NAME.llamafactory.yaml), then prints JSON: the files with their
 row counts, what was dropped and why, and for `interleaved` what the chunk-count policy did.
-Transcripts and speech tokens come from each item's meta or from `--texts FILE` (see
-evalsvc.training.texts). A build that would write no row fails with exit code 2 and a reason per
-cause; a `--texts` file with problems (bad lines, unknown keys, ids matching no item) fails with every
+Transcripts and speech tokens come from each item's meta or from `--texts FILE`, transcripts also from
+those the LLM judges stored for the clips (see evalsvc.training.texts). A build that would write no
+row fails with exit code 2 and a reason per cause; a `--texts` file with problems (bad lines, unknown keys, ids matching no item) fails with every
 problem listed by line, as a manifest does. Either way nothing is written, registered or created.
 """
 
@@ -28,6 +28,7 @@ from evalsvc.errors import TextsInvalid
 from evalsvc.outdirs import output_directory
 from evalsvc.settings import Settings
 from evalsvc.store import Store
+from evalsvc.store.judging import latest_transcript
 from evalsvc.training.codec import TokenCodec
 from evalsvc.training.datasets import (
     VARIANTS,
@@ -216,8 +217,8 @@ def _build(
     texts_path: Path | None = getattr(args, "texts", None)
     try:
         with (
-            TextSource(texts_path) as texts,
             Store.from_settings(settings).session() as session,
+            TextSource(texts_path, stored=lambda sha256: latest_transcript(session, sha256)) as texts,
             output_directory(args.out) as out,
         ):
             report = build(session, texts, out)

@@ -26,7 +26,8 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from evalsvc.bulk.manifest import Manifest, ManifestItem, read_manifest
+from evalsvc.bulk.estimates import dry_run_plan, plan_lines
+from evalsvc.bulk.manifest import Manifest, ManifestItem, check_references, read_manifest
 from evalsvc.bulk.processing import ShardContext
 from evalsvc.bulk.progress import ProgressBar, wait_for_run
 from evalsvc.bulk.queue import ShardQueue
@@ -35,12 +36,13 @@ from evalsvc.bulk.run_operations import (
     cancel_run,
     list_runs,
     queue_run,
-    record_run,
+    record_runs,
     reopen_run,
     run_in_process,
     run_progress,
     run_state,
-    submit_run,
+    set_max_cost,
+    submit_runs,
 )
 from evalsvc.bulk.scorers import build_item_scorer
 from evalsvc.cli.common import (
@@ -55,9 +57,18 @@ from evalsvc.cli.common import (
     tenant_id_for,
 )
 from evalsvc.engine.types import MODES
-from evalsvc.errors import InvalidParameter, ManifestInvalid, QueueUnavailable, ServiceBusy, StoreError
+from evalsvc.errors import (
+    InvalidParameter,
+    LLMBudgetExceeded,
+    ManifestInvalid,
+    QueueUnavailable,
+    ServiceBusy,
+    StoreError,
+)
+from evalsvc.judges.judges import JUDGE_IDS
 from evalsvc.settings import Settings
 from evalsvc.store import Store
+from evalsvc.store.models import EMPATHYEVAL_JUDGE
 from evalsvc.store.run_records import RunProgress
 from evalsvc.store.scope import tenant_id_by_name
 
@@ -106,6 +117,9 @@ def register(commands: argparse._SubParsersAction) -> None:
     resume.add_argument("--shard-size", type=int, help="items per shard job (EVALSVC_BULK_SHARD_SIZE)")
     resume.add_argument("--batch-size", type=int, help="pairs per model call, with --inline")
     resume.add_argument("--model-url", help="with --inline: score through `evalsvc serve` at this URL")
+    resume.add_argument(
+        "--max-cost", type=float, metavar="USD", help="a new LLM budget for the run's group (needs prices)"
+    )
     _queue_options(resume)
     add_model_options(resume)
     add_store_options(resume)
@@ -160,7 +174,37 @@ def _manifest_arguments(parser: argparse.ArgumentParser) -> None:
         "else the manifest's directory)",
     )
     parser.add_argument("--shard-size", type=int, help="items per shard job (EVALSVC_BULK_SHARD_SIZE)")
+    parser.add_argument(
+        "--judge",
+        type=judge_list,
+        default=[EMPATHYEVAL_JUDGE],
+        help="comma-separated judges, one run each, linked as a group (default: empathyeval; LLM judges: "
+        f"{', '.join(JUDGE_IDS)}); the A/B judges need reference_audio or reference_transcript per row",
+    )
+    parser.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="print the LLM calls, estimated tokens and cost per judge, and stop before recording anything",
+    )
+    parser.add_argument(
+        "--max-cost",
+        type=float,
+        metavar="USD",
+        help="stop the runs before a batch of LLM calls could take their ledger past this (needs prices)",
+    )
     add_tenant_option(parser, "the run")
+
+
+def judge_list(value: str) -> list[str]:
+    """`--judge a,b`: known judge ids, each once, in the order given."""
+    judges = [name.strip() for name in value.split(",") if name.strip()]
+    unknown = [name for name in judges if name not in (EMPATHYEVAL_JUDGE, *JUDGE_IDS)]
+    if unknown or not judges:
+        raise argparse.ArgumentTypeError(
+            f"unknown judge(s) {', '.join(unknown) or '(none given)'}; use {EMPATHYEVAL_JUDGE} or one of "
+            f"{', '.join(JUDGE_IDS)}"
+        )
+    return list(dict.fromkeys(judges))
 
 
 def _queue_options(parser: argparse.ArgumentParser) -> None:
@@ -195,6 +239,14 @@ def _accepted_items(args: argparse.Namespace, settings: Settings) -> list[Manife
         return fail(error.code, f"{manifest.summary()}: {args.manifest}{hint}", EXIT_USER_ERROR)
     for problem in manifest.problems:
         print(f"{args.manifest}:{problem.line}: skipped: {problem.message}", file=sys.stderr)
+    try:
+        check_references(items, args.judge)
+    except ManifestInvalid as error:
+        for line, message in error.problems:
+            print(f"{args.manifest}:{line}: {message}", file=sys.stderr)
+        return fail(error.code, f"{error.message}: {args.manifest}; nothing was recorded", EXIT_USER_ERROR)
+    if args.max_cost is not None and args.max_cost <= 0:
+        raise InvalidParameter(f"--max-cost must be above 0, not {args.max_cost:g}")
     return items
 
 
@@ -205,7 +257,25 @@ def _opened(args: argparse.Namespace, settings: Settings) -> tuple[Settings, lis
     items = _accepted_items(args, settings)
     if isinstance(items, int):
         return items
+    if args.max_cost is not None:
+        _check_prices(settings)
     return settings, items, Store.from_settings(settings)
+
+
+def _check_prices(settings: Settings) -> None:
+    if settings.llm_price_input_per_1m is None or settings.llm_price_output_per_1m is None:
+        raise InvalidParameter(
+            "--max-cost needs prices: set EVALSVC_LLM_PRICE_INPUT_PER_1M and EVALSVC_LLM_PRICE_OUTPUT_PER_1M"
+        )
+
+
+def _dry_run(args: argparse.Namespace, settings: Settings, items: list[ManifestItem]) -> int:
+    """What the judges would call and cost, printed as JSON; nothing recorded, nothing called."""
+    plan = dry_run_plan(settings, len(items), args.judge)
+    print_json(plan)
+    for line in plan_lines(plan):
+        print(line, file=sys.stderr)
+    return EXIT_OK
 
 
 def _submit(args: argparse.Namespace, settings: Settings) -> int:
@@ -213,8 +283,10 @@ def _submit(args: argparse.Namespace, settings: Settings) -> int:
     if isinstance(opened, int):
         return opened
     settings, items, store = opened
+    if args.dry_run:
+        return _dry_run(args, settings, items)
     try:
-        submitted = submit_run(
+        submitted = submit_runs(
             store,
             lambda: ShardQueue.from_settings(settings),
             name=args.name,
@@ -222,17 +294,20 @@ def _submit(args: argparse.Namespace, settings: Settings) -> int:
             items=items,
             shard_size=settings.bulk_shard_size,
             tenant_id=tenant_id_for(store, args.tenant),
-            on_recorded=lambda run_id: print(run_id, flush=True),
+            judges=args.judge,
+            max_cost_usd=args.max_cost,
+            on_recorded=lambda run_ids: print(*run_ids, sep="\n", flush=True),
         )
     except QueueUnavailable as error:
         return fail(error.code, error.message, EXIT_CONFIG_ERROR)
-    print(
-        f"run {submitted.run_id}: {len(items)} items in {submitted.queued_jobs} shard job(s) "
-        f"on {settings.bulk_queue}",
-        file=sys.stderr,
-    )
+    for run_id, judge, queued in zip(submitted.run_ids, args.judge, submitted.queued_jobs, strict=True):
+        print(
+            f"run {run_id} ({judge}): {len(items)} items in {queued} shard job(s) on {settings.bulk_queue}",
+            file=sys.stderr,
+        )
     if args.wait:
-        _wait(store, submitted.run_id)
+        for run_id in submitted.run_ids:
+            _wait(store, run_id)
     return EXIT_OK
 
 
@@ -241,29 +316,51 @@ def _run_inline(args: argparse.Namespace, settings: Settings) -> int:
     if isinstance(opened, int):
         return opened
     settings, items, store = opened
-    tenant_id = tenant_id_for(store, args.tenant)
-    run_id = record_run(store, name=args.name, mode=args.mode, items=items, tenant_id=tenant_id)
-    print(f"run {run_id}: {len(items)} items, scored in this process", file=sys.stderr)
-    return _score_here(store, settings, run_id, progress=not args.no_progress)
-
-
-def _score_here(store: Store, settings: Settings, run_id: int, *, progress: bool) -> int:
-    """Score the run's pending items in this process; an interruption loses nothing done so far."""
+    if args.dry_run:
+        return _dry_run(args, settings, items)
+    run_ids = record_runs(
+        store,
+        name=args.name,
+        mode=args.mode,
+        items=items,
+        tenant_id=tenant_id_for(store, args.tenant),
+        judges=args.judge,
+        max_cost_usd=args.max_cost,
+    )
     context = ShardContext.from_settings(settings, store, build_item_scorer(settings, store, load_now=False))
+    states = []
+    for run_id, judge in zip(run_ids, args.judge, strict=True):
+        print(f"run {run_id} ({judge}): {len(items)} items, scored in this process", file=sys.stderr)
+        code = _score_here(
+            store, context, run_id, settings.bulk_shard_size, progress=not args.no_progress, show=False
+        )
+        if code != EXIT_OK:
+            return code
+        states.append(run_state(store, run_id).to_dict())
+    print_json(states[0] if len(states) == 1 else states)
+    return EXIT_OK
+
+
+def _score_here(
+    store: Store, context: ShardContext, run_id: int, shard_size: int, *, progress: bool, show: bool = True
+) -> int:
+    """Score the run's pending items in this process; an interruption loses nothing done so far."""
     bar = ProgressBar(run_progress(store, run_id)) if progress else None
     resume = f"continue with `evalsvc bulk resume {run_id} --inline`"
     try:
-        run_in_process(
-            store, context, run_id, settings.bulk_shard_size, bar.update if bar else lambda _p: None
-        )
+        run_in_process(store, context, run_id, shard_size, bar.update if bar else lambda _p: None)
     except KeyboardInterrupt:
         return fail("interrupted", f"run {run_id} stopped; {resume}", EXIT_INTERRUPTED)
     except (ServiceBusy, StoreError) as error:
         return fail(error.code, f"run {run_id} stopped: {error.message}; {resume}", EXIT_CONFIG_ERROR)
+    except LLMBudgetExceeded as error:
+        resume += " --max-cost USD"
+        return fail(error.code, f"run {run_id} stopped: {error.message}; {resume}", EXIT_USER_ERROR)
     finally:
         if bar is not None:
             bar.close()
-    print_json(run_state(store, run_id).to_dict())
+    if show:
+        print_json(run_state(store, run_id).to_dict())
     return EXIT_OK
 
 
@@ -280,8 +377,18 @@ def _resume(args: argparse.Namespace, settings: Settings) -> int:
     reset = reopen_run(store, args.run_id, retry_failed=args.retry_failed)
     if reset:
         print(f"run {args.run_id}: {reset} failed item(s) will be retried", file=sys.stderr)
+    if args.max_cost is not None:
+        _check_prices(settings)
+        set_max_cost(store, args.run_id, args.max_cost)
     if args.inline:
-        return _score_here(store, settings, args.run_id, progress=args.wait)
+        scorer = build_item_scorer(settings, store, load_now=False)
+        return _score_here(
+            store,
+            ShardContext.from_settings(settings, store, scorer),
+            args.run_id,
+            settings.bulk_shard_size,
+            progress=args.wait,
+        )
     queued = queue_run(store, ShardQueue.from_settings(settings), args.run_id, settings.bulk_shard_size)
     print(f"run {args.run_id}: {queued} shard job(s) queued on {settings.bulk_queue}", file=sys.stderr)
     if args.wait:

@@ -2,6 +2,7 @@
 
     evalsvc report summary RUN                          means with 95% CI, distribution, failures
     evalsvc report leaderboard [--run RUN ...] [--dataset D] [--sort avg]
+    evalsvc report leaderboard --run RUN --layout table5  EmpathyEval beside the LLM judges (Table 5)
     evalsvc report compare --run A --run B              the same items in two runs
     evalsvc report compare --run R --system X --system Y  two systems on the same queries
     evalsvc report agreement RUN --labels SET           judge vs human ratings (Table 4 layout)
@@ -46,6 +47,7 @@ from evalsvc.reports.compare import DEFAULT_RESAMPLES, DEFAULT_TIE_MARGIN, sides
 from evalsvc.reports.export import EXPORT_FORMATS
 from evalsvc.reports.plots import distributions_png, radar_png, scatter_png
 from evalsvc.reports.summary import SORT_KEYS
+from evalsvc.reports.table5 import table5
 from evalsvc.reports.tables import (
     Table,
     agreement_tables,
@@ -53,6 +55,7 @@ from evalsvc.reports.tables import (
     leaderboard_tables,
     render_text,
     summary_tables,
+    table5_tables,
     text_agreement_tables,
 )
 from evalsvc.reports.text_agreement import read_references, run_texts, text_agreement_report
@@ -79,6 +82,13 @@ def register(commands: argparse._SubParsersAction) -> None:
     )
     board.add_argument("--dataset", help="only this dataset")
     board.add_argument("--sort", choices=SORT_KEYS, default="avg", help="ranking column (default avg)")
+    board.add_argument(
+        "--layout",
+        choices=("ranked", "table5"),
+        default="ranked",
+        help="ranked: systems per dataset (default); table5: the paper's Table 5, EmpathyEval beside the "
+        "LLM judges of the runs' judge groups, each figure with its bootstrap CI",
+    )
 
     pair = actions.add_parser("compare", help="paired comparison of two runs or two systems")
     pair.add_argument(
@@ -170,6 +180,9 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         if action == "summary":
             report = run_summary(session, args.run, tenant_id)
             return _show(args, report, summary_tables(report))
+        if action == "leaderboard" and args.layout == "table5":
+            report = table5(session, args.run, tenant_id, dataset=args.dataset)
+            return _show(args, report, table5_tables(report))
         if action == "leaderboard":
             boards = leaderboards(session, tenant_id, run_ids=args.run, dataset=args.dataset, sort=args.sort)
             return _show(args, boards, leaderboard_tables(boards))

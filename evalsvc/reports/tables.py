@@ -20,6 +20,7 @@ from evalsvc.reports.schemas import (
     RunSummary,
     ScoreStats,
 )
+from evalsvc.reports.table5 import EMPATHYEVAL_COLUMNS, LLM_COLUMNS, Figure, Table5
 from evalsvc.store.report_queries import DIMENSIONS, SCORE_COLUMNS
 
 MISSING = "-"
@@ -140,6 +141,39 @@ def leaderboard_tables(boards: Leaderboards) -> list[Table]:
             )
         )
     return tables or [Table("Leaderboard", ("rank", "system", "n"), [], note="no scored items")]
+
+
+def table5_tables(report: Table5) -> list[Table]:
+    """One row per system: EmpathyEval's five means, then AB_Score and MOS of each LLM judge column,
+    then the A/B flip rates; every figure as "mean [95% CI]"."""
+
+    def cell(figure: Figure) -> str:
+        if figure.mean is None:
+            return MISSING
+        return f"{figure.mean:.3f}" + (
+            "" if figure.ci_low is None else f" {interval(figure.ci_low, figure.ci_high)}"
+        )
+
+    llm_columns = list(LLM_COLUMNS)
+    headers = (
+        "system",
+        *(f"EmpathyEval {name}" for name in EMPATHYEVAL_COLUMNS),
+        *(f"{column} {figure}" for column in llm_columns for figure in ("AB_Score", "MOS")),
+        *(f"{column} flip rate" for column in llm_columns),
+    )
+    rows = [
+        (
+            row.system,
+            *(cell(row.empathyeval[name]) for name in EMPATHYEVAL_COLUMNS),
+            *(cell(row.llm[column][figure]) for column in llm_columns for figure in ("AB_Score", "MOS")),
+            *(cell(row.llm[column]["flip_rate"]) for column in llm_columns),
+        )
+        for row in report.rows
+    ]
+    runs = ", ".join(f"{judge} run {run_id}" for judge, run_id in report.runs.items())
+    scope = f", dataset {report.dataset}" if report.dataset else ""
+    note = "means with percentile-bootstrap 95% CIs over the items of each system; '-': no such judge run"
+    return [Table(f"Table 5 ({runs}{scope})", headers, rows, note)]
 
 
 def comparison_tables(comparison: Comparison) -> list[Table]:

@@ -11,7 +11,7 @@ Modules: `connection` (URLs, engines, SQLite pragmas), `handle` (the `Store`: se
 `models` (the schema), `migrate` (Alembic; its environment and revisions are the package data in
 `migrations/`),
 `upsert` (batched ON CONFLICT for both backends), and one repository module per area: `results`,
-`runs`, `labels`, `tenants`.
+`runs`, `labels`, `tenants`, `judging` (the LLM judges' transcripts, labels, verdicts and ledger).
 """
 
 from evalsvc.store.handle import Store

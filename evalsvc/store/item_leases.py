@@ -108,7 +108,14 @@ class ShardLease:
                 .values(lease_holder=self.holder, lease_expires_at=database_clock() + self.ttl_s)
             )
             rows = session.execute(
-                select(_ITEMS.c.id, _ITEMS.c.item_key, _ITEMS.c.query_ref, _ITEMS.c.response_ref)
+                select(
+                    _ITEMS.c.id,
+                    _ITEMS.c.item_key,
+                    _ITEMS.c.query_ref,
+                    _ITEMS.c.response_ref,
+                    _ITEMS.c.reference_ref,
+                    _ITEMS.c.reference_text,
+                )
                 .where(_ITEMS.c.id.in_(ids), _ITEMS.c.lease_holder == self.holder)
                 .order_by(_ITEMS.c.id)
             )

@@ -6,6 +6,14 @@
     model_versions ──< results                 provenance of every score; results keyed by content
     tenants ──< runs ──< run_items >── results bulk runs: one row per manifest line
     tenants ──< label_sets ──< human_labels    human ratings, joined to results by audio hashes
+    transcripts, emotion_labels                what the LLM judges read of a clip: one row per audio
+                                               sha256 and model provenance key, shared by every judge
+    model_versions ──< llm_verdicts            llm-mos / llm-ab results (llm-assessment ones are
+                                               `results`, in EmpathyEval's shape); run_items link them
+    model_versions ──< llm_calls >── runs      the LLM ledger: tokens, cost, latency, served model
+
+A run is judged by one judge (`runs.judge`: 'empathyeval' or an LLM judge id); a manifest judged by
+several judges is one run per judge, linked by `runs.group_id` (the id of the group's first run).
 
 A result is content: the same audio pair judged by the same model version in the same mode is the
 same row for everyone (`content_key` is unique). Tenancy is recorded beside it, in `tenant_results`
@@ -55,6 +63,7 @@ NAMING_CONVENTION = {
 }
 
 SHA256_HEX = 64
+EMPATHYEVAL_JUDGE = "empathyeval"
 MODES: tuple[str, ...] = get_args(Mode)
 _MODE_CHECK = "mode IN ({})".format(", ".join(f"'{mode}'" for mode in MODES))
 
@@ -225,6 +234,15 @@ class Run(Base):
     created_at: Mapped[datetime] = mapped_column(server_default=func.now())
     updated_at: Mapped[datetime] = mapped_column(server_default=func.now(), onupdate=func.now())
     finished_at: Mapped[datetime | None]
+    judge: Mapped[str] = mapped_column(
+        String(40), server_default=EMPATHYEVAL_JUDGE, default=EMPATHYEVAL_JUDGE
+    )
+    """'empathyeval' (the model of the settings) or an LLM judge id (evalsvc.judges.JUDGE_IDS)."""
+    group_id: Mapped[int | None] = mapped_column(Integer, index=True)
+    """The id of the group's first run when one manifest was submitted to several judges, else NULL
+    (no foreign key: adding one would make SQLite rebuild `runs`, cascading to its items)."""
+    max_cost_usd: Mapped[float | None] = mapped_column(Float)
+    """The LLM budget of the run (`--max-cost`): no batch starts that could take it beyond this."""
 
 
 class RunItem(Base):
@@ -245,6 +263,9 @@ class RunItem(Base):
     dataset: Mapped[str | None] = mapped_column(String(200), index=True)
     emotion: Mapped[str | None] = mapped_column(String(64), index=True)
     meta: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    # The ground-truth response of A/B judges: an audio path, or its transcript as text.
+    reference_ref: Mapped[str | None] = mapped_column(Text)
+    reference_text: Mapped[str | None] = mapped_column(Text)
     status: Mapped[ItemStatus] = mapped_column(_status_type(ItemStatus), default=ItemStatus.PENDING)
     attempts: Mapped[int] = mapped_column(default=0)
     last_error_code: Mapped[str | None] = mapped_column(String(64))
@@ -262,6 +283,11 @@ class RunItem(Base):
     es: Mapped[float | None] = mapped_column(Float)
     avg: Mapped[float | None] = mapped_column(Float)
     result_error_code: Mapped[str | None] = mapped_column(String(64))
+    # An llm-mos / llm-ab item links its verdict instead of a result, with a copy of its value.
+    verdict_id: Mapped[int | None] = mapped_column(
+        BigId, ForeignKey("llm_verdicts.id", ondelete="SET NULL"), index=True
+    )
+    verdict: Mapped[float | None] = mapped_column(Float)
     # The claim of the shard runner scoring this pending item now (`evalsvc.store.item_leases`): who holds it
     # and until when, in seconds since the epoch on the database's clock. Cleared when it is recorded.
     lease_holder: Mapped[str | None] = mapped_column(String(64))
@@ -307,3 +333,84 @@ class HumanLabel(Base):
     es: Mapped[float | None] = mapped_column(Float)
     created_at: Mapped[datetime] = mapped_column(server_default=func.now())
     updated_at: Mapped[datetime] = mapped_column(server_default=func.now(), onupdate=func.now())
+
+
+class Transcript(Base):
+    """What the ASR model `asr_key` (its `ModelProvenance.key`) heard in the clip `audio_sha256`."""
+
+    __tablename__ = "transcripts"
+    __table_args__ = (UniqueConstraint("audio_sha256", "asr_key"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    audio_sha256: Mapped[str] = mapped_column(String(SHA256_HEX))
+    asr_key: Mapped[str] = mapped_column(String(SHA256_HEX))
+    text: Mapped[str] = mapped_column(Text)
+    language: Mapped[str | None] = mapped_column(String(16))
+    asr: Mapped[dict[str, Any]]
+    """The ASR model's full provenance (`ModelProvenance.to_dict`)."""
+    created_at: Mapped[datetime] = mapped_column(server_default=func.now())
+
+
+class EmotionLabelRow(Base):
+    """The emotion the classifier `model_key` read in the clip `audio_sha256`, on the paper's labels."""
+
+    __tablename__ = "emotion_labels"
+    __table_args__ = (UniqueConstraint("audio_sha256", "model_key"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    audio_sha256: Mapped[str] = mapped_column(String(SHA256_HEX))
+    model_key: Mapped[str] = mapped_column(String(SHA256_HEX))
+    label: Mapped[str] = mapped_column(String(16))
+    confidence: Mapped[float] = mapped_column(Float)
+    probabilities: Mapped[dict[str, Any]]
+    raw_label: Mapped[str] = mapped_column(String(100))
+    model: Mapped[dict[str, Any]]
+    created_at: Mapped[datetime] = mapped_column(server_default=func.now())
+
+
+class LLMVerdict(Base):
+    """One llm-mos score (1-5) or llm-ab verdict (1/0/-1), keyed by content like `Result`.
+
+    For A/B, `forward` (the response shown first) and `backward` (shown second) are both kept, from the
+    response's side, and `flipped` says they disagreed (then `value` is 0). Failures are never stored.
+    """
+
+    __tablename__ = "llm_verdicts"
+    __table_args__ = (Index(None, "query_sha256", "response_sha256"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    content_key: Mapped[str] = mapped_column(String(SHA256_HEX), unique=True)
+    judge: Mapped[str] = mapped_column(String(40))
+    model_version_id: Mapped[int] = mapped_column(ForeignKey("model_versions.id"), index=True)
+    query_sha256: Mapped[str] = mapped_column(String(SHA256_HEX))
+    response_sha256: Mapped[str] = mapped_column(String(SHA256_HEX))
+    reference_sha256: Mapped[str | None] = mapped_column(String(SHA256_HEX))
+    """Of the reference audio, or of 'text:' + the reference transcript when given as text."""
+    value: Mapped[int] = mapped_column(Integer)
+    forward: Mapped[int | None] = mapped_column(Integer)
+    backward: Mapped[int | None] = mapped_column(Integer)
+    flipped: Mapped[bool | None]
+    created_at: Mapped[datetime] = mapped_column(server_default=func.now())
+
+
+class LLMCallRow(Base):
+    """One LLM call of a judge: the ledger, apart from results (failed replies too: they were paid)."""
+
+    __tablename__ = "llm_calls"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    model_version_id: Mapped[int] = mapped_column(ForeignKey("model_versions.id"), index=True)
+    run_id: Mapped[int | None] = mapped_column(ForeignKey("runs.id", ondelete="SET NULL"), index=True)
+    content_key: Mapped[str] = mapped_column(String(SHA256_HEX))
+    """The content key of the judgement the call was made for (stored or not)."""
+    served_model: Mapped[str] = mapped_column(String(200))
+    prompt_tokens: Mapped[int] = mapped_column(Integer)
+    completion_tokens: Mapped[int] = mapped_column(Integer)
+    cost_usd: Mapped[float | None] = mapped_column(Float)
+    latency_ms: Mapped[float] = mapped_column(Float)
+    output_mode: Mapped[str] = mapped_column(String(16))
+    finish_reason: Mapped[str | None] = mapped_column(String(32))
+    response_id: Mapped[str | None] = mapped_column(String(200))
+    system_fingerprint: Mapped[str | None] = mapped_column(String(200))
+    error_code: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(server_default=func.now())

@@ -26,6 +26,7 @@ from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from evalsvc.stats import BIN_EDGES, SHIFT, Moments
 from evalsvc.store import HumanLabel, ItemStatus, LabelSet, Result, Run, RunItem
+from evalsvc.store.models import LLMVerdict
 from evalsvc.store.scope import visible_runs
 
 # Score columns of `results` and how reports name them (the names of the scoring API).
@@ -311,3 +312,51 @@ def export_rows(run_ids: Sequence[int], *, dataset: str | None, system: str | No
     if system is not None:
         query = query.where(RunItem.system == system)
     return query
+
+
+# Table 5 (evalsvc.reports.table5): the runs of a judge group and what their finished items hold.
+
+
+def group_members(session: Session, group_id: int, tenant_id: int | None) -> list[Run]:
+    """The runs of the judge group `group_id` (the first run and those naming it), of the tenant."""
+    query = select(Run).where((Run.id == group_id) | (Run.group_id == group_id)).order_by(Run.id)
+    if tenant_id is not None:
+        query = query.where(Run.tenant_id == tenant_id)
+    return list(session.scalars(query))
+
+
+def _done(run_id: int, system: str | None, dataset: str | None) -> list[ColumnElement[bool]]:
+    conditions: list[ColumnElement[bool]] = [RunItem.run_id == run_id, RunItem.status == ItemStatus.DONE]
+    if system is not None:
+        conditions.append(RunItem.system == system)
+    if dataset is not None:
+        conditions.append(RunItem.dataset == dataset)
+    return conditions
+
+
+def done_systems(session: Session, run_id: int, dataset: str | None) -> list[str]:
+    """The systems of the run's finished items (of `dataset`)."""
+    query = select(RunItem.system).where(*_done(run_id, None, dataset)).distinct()
+    return [system for system in session.scalars(query) if system is not None]
+
+
+def done_scores(
+    session: Session, run_id: int, system: str, dataset: str | None
+) -> list[tuple[float, float, float, float, float]]:
+    """(NS, WA, EU, ES, avg) of each scored finished item of the system."""
+    query = select(RunItem.ns, RunItem.wa, RunItem.eu, RunItem.es, RunItem.avg).where(
+        *_done(run_id, system, dataset), RunItem.avg.is_not(None)
+    )
+    return [tuple(row) for row in session.execute(query)]  # type: ignore[misc]
+
+
+def done_verdicts(
+    session: Session, run_id: int, system: str, dataset: str | None
+) -> list[tuple[float, bool | None]]:
+    """(verdict, flipped) of each judged finished item of the system."""
+    query = (
+        select(RunItem.verdict, LLMVerdict.flipped)
+        .join(LLMVerdict, LLMVerdict.id == RunItem.verdict_id)
+        .where(*_done(run_id, system, dataset), RunItem.verdict.is_not(None))
+    )
+    return [(value, flipped) for value, flipped in session.execute(query)]

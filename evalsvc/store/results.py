@@ -21,12 +21,13 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from evalsvc.errors import NotFound
-from evalsvc.store.models import PROVENANCE_FIELDS, ModelVersion, Result, Tenant, TenantResult
+from evalsvc.store.models import PROVENANCE_FIELDS, Base, ModelVersion, Result, Tenant, TenantResult
 from evalsvc.store.pgcopy import copy_results
 from evalsvc.store.upsert import upsert
 
 _KEY_SCHEME = "evalsvc-result-v1"
 _Key = TypeVar("_Key", str, int)
+_Keyed = TypeVar("_Keyed", bound=Base)
 _LOOKUP_CHUNK = 1000
 
 
@@ -69,19 +70,28 @@ def content_key(query_sha256: str, response_sha256: str, fingerprint_key: str, m
 def ensure_model_version(session: Session, fingerprint: Fingerprint) -> int:
     """Id of the model version row for `fingerprint`, inserting it with its full provenance if new."""
     provenance = fingerprint.to_dict()
-    row = {name: provenance[name] for name in PROVENANCE_FIELDS}
+    return ensure_version_row(session, {name: provenance[name] for name in PROVENANCE_FIELDS})
+
+
+def ensure_version_row(session: Session, row: Mapping[str, Any]) -> int:
+    """Id of the `model_versions` row with `row["fingerprint"]`, inserting `row` if there is none."""
     upsert(session, ModelVersion, [row], conflict=["fingerprint"])
-    return session.scalars(select(ModelVersion.id).where(ModelVersion.fingerprint == fingerprint.key)).one()
+    return session.scalars(
+        select(ModelVersion.id).where(ModelVersion.fingerprint == row["fingerprint"])
+    ).one()
 
 
 def find_results(session: Session, keys: Iterable[str]) -> dict[str, Result]:
     """Stored results by content key; keys with no result are absent. One query per 1000 keys."""
-    found: dict[str, Result] = {}
-    for chunk in _chunks(keys):
-        found.update(
-            (row.content_key, row)
-            for row in session.scalars(select(Result).where(Result.content_key.in_(chunk)))
-        )
+    return rows_by_content_key(session, Result, keys)
+
+
+def rows_by_content_key(session: Session, model: type[_Keyed], keys: Iterable[str]) -> dict[str, _Keyed]:
+    """Rows of a content-keyed table (`results`, `llm_verdicts`) by key, one query per 1000 keys."""
+    found: dict[str, _Keyed] = {}
+    for chunk in lookup_chunks(keys):
+        query = select(model).where(model.content_key.in_(chunk))  # type: ignore[attr-defined]
+        found.update((row.content_key, row) for row in session.scalars(query))  # type: ignore[attr-defined]
     return found
 
 
@@ -105,7 +115,7 @@ def store_results(session: Session, model_version_id: int, records: Sequence[Res
 def result_ids(session: Session, keys: Iterable[str]) -> dict[str, int]:
     """Ids of stored results by content key, without loading the rows."""
     ids: dict[str, int] = {}
-    for chunk in _chunks(keys):
+    for chunk in lookup_chunks(keys):
         ids.update(
             session.execute(select(Result.content_key, Result.id).where(Result.content_key.in_(chunk))).all()
         )
@@ -154,7 +164,7 @@ def grant_results(session: Session, tenant_id: int, result_ids: Iterable[int]) -
 def tenant_result_numbers(session: Session, tenant_id: int, result_ids: Iterable[int]) -> dict[int, int]:
     """The tenant's numbers of those results it holds, by result id (the others are absent)."""
     numbers: dict[int, int] = {}
-    for chunk in _chunks(result_ids):
+    for chunk in lookup_chunks(result_ids):
         numbers.update(
             session.execute(
                 select(TenantResult.result_id, TenantResult.number).where(
@@ -177,7 +187,7 @@ def get_result(session: Session, result_id: int, *, tenant_id: int | None = None
     return session.scalars(query).one_or_none()
 
 
-def _chunks(keys: Iterable[_Key]) -> Iterator[list[_Key]]:
+def lookup_chunks(keys: Iterable[_Key]) -> Iterator[list[_Key]]:
     """Distinct keys in slices small enough for one `IN (...)` on every backend."""
     wanted = list(dict.fromkeys(keys))
     for start in range(0, len(wanted), _LOOKUP_CHUNK):

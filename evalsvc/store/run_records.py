@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session
 
 from evalsvc.store.models import ItemStatus, Result, Run, RunItem, RunStatus, Tenant
@@ -24,6 +24,8 @@ class PendingItem:
     key: str
     query_path: str
     response_path: str
+    reference_path: str | None = None
+    reference_text: str | None = None
 
 
 @dataclass(frozen=True)
@@ -47,6 +49,25 @@ class RunProgress:
     @classmethod
     def of(cls, run: Run) -> RunProgress:
         return cls(run.id, run.status, run.item_count, run.done_count, run.failed_count)
+
+
+def lead_group(session: Session, run_id: int) -> None:
+    """Make the run the first of its judge group (the others were created with its id as `group_id`)."""
+    session.get_one(Run, run_id).group_id = run_id
+
+
+def set_group_budget(session: Session, run: Run, max_cost_usd: float) -> None:
+    """A new LLM budget for the run and the other runs of its judge group."""
+    for member in group_run_ids(session, run):
+        session.get_one(Run, member).max_cost_usd = max_cost_usd
+
+
+def group_run_ids(session: Session, run: Run) -> list[int]:
+    """The runs judging the same manifest as `run` (one per judge, `runs.group_id`), `run` included."""
+    if run.group_id is None:
+        return [run.id]
+    group = select(Run.id).where(or_(Run.id == run.group_id, Run.group_id == run.group_id)).order_by(Run.id)
+    return list(session.scalars(group))
 
 
 def item_ids(session: Session, run_id: int, *, pending_only: bool = False) -> list[int]:

@@ -11,11 +11,20 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import bindparam, func, select, update
+from sqlalchemy import String, bindparam, func, select, update
 from sqlalchemy.orm import Session
 
 from evalsvc.errors import InvalidParameter
-from evalsvc.store.models import MODES, ItemStatus, Result, Run, RunItem, RunStatus
+from evalsvc.store.models import (
+    EMPATHYEVAL_JUDGE,
+    MODES,
+    ItemStatus,
+    LLMVerdict,
+    Result,
+    Run,
+    RunItem,
+    RunStatus,
+)
 from evalsvc.store.upsert import upsert
 
 
@@ -30,22 +39,39 @@ class RunItemSpec:
     dataset: str | None = None
     emotion: str | None = None
     meta: dict[str, Any] = field(default_factory=dict)
+    reference_ref: str | None = None
+    reference_text: str | None = None
 
 
 @dataclass(frozen=True)
 class ItemOutcome:
-    """The end of one attempt at an item: its result, or an error and no result."""
+    """The end of one attempt at an item: its result (or LLM verdict), or an error and neither."""
 
     item_id: int
     result_id: int | None = None
+    verdict_id: int | None = None
+    emotion: str | None = None
+    """An emotion label read from the query's audio (the +emotion judges), kept where the manifest
+    gave none: the summary's breakdowns then show it."""
     error_code: str | None = None
     error_message: str | None = None
 
 
-def create_run(session: Session, *, name: str, mode: str, tenant_id: int | None = None) -> Run:
+def create_run(
+    session: Session,
+    *,
+    name: str,
+    mode: str,
+    tenant_id: int | None = None,
+    judge: str = EMPATHYEVAL_JUDGE,
+    group_id: int | None = None,
+    max_cost_usd: float | None = None,
+) -> Run:
     if mode not in MODES:
         raise InvalidParameter(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
-    run = Run(name=name, mode=mode, tenant_id=tenant_id)
+    run = Run(
+        name=name, mode=mode, tenant_id=tenant_id, judge=judge, group_id=group_id, max_cost_usd=max_cost_usd
+    )
     session.add(run)
     session.flush()
     return run
@@ -85,8 +111,10 @@ def record_outcomes(session: Session, outcomes: Sequence[ItemOutcome]) -> tuple[
     result's scores onto it (NULL for a failed item), read from `results` by the database rather than
     passed in, so a copy always matches its result.
     """
-    done = [outcome for outcome in outcomes if outcome.result_id is not None]
-    failed = [outcome for outcome in outcomes if outcome.result_id is None]
+    done = [
+        outcome for outcome in outcomes if outcome.result_id is not None or outcome.verdict_id is not None
+    ]
+    failed = [outcome for outcome in outcomes if outcome.result_id is None and outcome.verdict_id is None]
     return _record(session, done, ItemStatus.DONE), _record(session, failed, ItemStatus.FAILED)
 
 
@@ -95,16 +123,22 @@ def _record(session: Session, outcomes: Sequence[ItemOutcome], status: ItemStatu
         return 0
     items = RunItem.__table__.c
     result_id = bindparam("new_result_id")
+    verdict_id = bindparam("new_verdict_id")
     copies = {
         name: select(column).where(Result.id == result_id).scalar_subquery()
         for name, column in RESULT_COPIES.items()
     }
+    verdict_version = select(LLMVerdict.model_version_id).where(LLMVerdict.id == verdict_id)
+    copies["model_version_id"] = func.coalesce(copies["model_version_id"], verdict_version.scalar_subquery())
+    copies["verdict"] = select(LLMVerdict.value).where(LLMVerdict.id == verdict_id).scalar_subquery()
     statement = (
         update(RunItem.__table__)
         .where(items.id == bindparam("item_id"), items.status == ItemStatus.PENDING.value)
         .values(
             status=status.value,
             result_id=result_id,
+            verdict_id=verdict_id,
+            emotion=func.coalesce(items.emotion, bindparam("new_emotion", type_=String)),
             last_error_code=bindparam("new_error_code"),
             last_error=bindparam("new_error"),
             attempts=items.attempts + 1,
@@ -120,6 +154,8 @@ def _record(session: Session, outcomes: Sequence[ItemOutcome], status: ItemStatu
             {
                 "item_id": outcome.item_id,
                 "new_result_id": outcome.result_id,
+                "new_verdict_id": outcome.verdict_id,
+                "new_emotion": outcome.emotion,
                 "new_error_code": outcome.error_code,
                 "new_error": outcome.error_message,
             }

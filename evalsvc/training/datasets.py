@@ -267,7 +267,7 @@ def _admit(
     if not item.assessment:
         report.dropped["no_assessment"] += 1
         return None
-    item_texts = texts.texts(item.item_key, item.meta)
+    item_texts = texts.texts(item.item_key, item.meta, (item.query_sha256, item.response_sha256))
     reflection = reflection_text(item.assessment)
     if not item_texts.response_transcript:
         reason = "no_response_transcript"

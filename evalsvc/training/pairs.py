@@ -100,7 +100,7 @@ class _Renderer:
         self._texts = texts
 
     def texts(self, item: ItemRow) -> ItemTexts:
-        return self._texts.texts(item.item_key, item.meta)
+        return self._texts.texts(item.item_key, item.meta, (item.query_sha256, item.response_sha256))
 
     def response(self, texts: ItemTexts) -> str | None:
         if not texts.response_transcript:

@@ -18,6 +18,10 @@ Speech tokens are a JSON list of integers N >= 0, or a string of `<|audio_N|>` t
    JSON, an unknown key (`response_transcipt`), a repeated id, or an id that matches no item of the
    runs (`check_ids`) is a problem reported with its line, and nothing is built. The file is indexed once (id -> byte offset) and each line is read when
    its item comes, so a side file with 100,000 responses' speech tokens is never held in memory.
+3. Stored transcripts (`stored`): a transcript the LLM judges made of the clip (evalsvc.judges, Whisper,
+   stored per audio sha256) fills `query_transcript` / `response_transcript` when neither the side
+   file nor `meta` gives it; so a run judged by an LLM judge, or a clip any LLM judge transcribed,
+   needs no transcripts by hand.
 
 A value of the wrong type is an error naming the item and the key, not a silently skipped item; a key
 that is absent is simply unknown (the item is then dropped with a counted reason where it is needed).
@@ -26,7 +30,7 @@ that is absent is simply unknown (the item is then dropped with a counted reason
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -68,10 +72,16 @@ def parse_texts(where: str, values: Mapping[str, Any]) -> ItemTexts:
     return ItemTexts(**found)
 
 
-class TextSource:
-    """Texts of items by key: `meta` overridden key by key by the side file, when one is given."""
+StoredTranscript = Callable[[str], str | None]
+"""A clip's stored transcript by its audio sha256 (None when there is none)."""
 
-    def __init__(self, side_file: Path | None = None) -> None:
+
+class TextSource:
+    """Texts of items by key: `meta` overridden key by key by the side file, when one is given; stored
+    transcripts for the transcripts neither gives."""
+
+    def __init__(self, side_file: Path | None = None, stored: StoredTranscript | None = None) -> None:
+        self._stored = stored
         self._path = side_file
         self._rows: dict[str, tuple[int, int]] = {}  # id -> (byte offset, line number) of its row
         self._file: BinaryIO | None = None
@@ -87,7 +97,10 @@ class TextSource:
         if self._file is not None:
             self._file.close()
 
-    def texts(self, item_key: str, meta: object) -> ItemTexts:
+    def texts(
+        self, item_key: str, meta: object, audio: tuple[str | None, str | None] = (None, None)
+    ) -> ItemTexts:
+        """`audio`: the item's (query, response) audio sha256, to find stored transcripts by."""
         if self._problems:
             raise texts_invalid(self._path, self._problems)
         if meta is not None and not isinstance(meta, Mapping):
@@ -95,12 +108,17 @@ class TextSource:
                 f"item {item_key!r}: meta must be a JSON object, not {type(meta).__name__}"
             )
         values = dict(meta or {})
+        where = f"item {item_key!r} (meta)"
         row = self._rows.get(item_key)
         if row is not None and self._file is not None:
             self._file.seek(row[0])
             values.update(json.loads(self._file.readline()))
-            return parse_texts(f"item {item_key!r} ({self._path} and meta)", values)
-        return parse_texts(f"item {item_key!r} (meta)", values)
+            where = f"item {item_key!r} ({self._path} and meta)"
+        if self._stored is not None:
+            for key, sha256 in zip(("query_transcript", "response_transcript"), audio, strict=True):
+                if values.get(key) is None and sha256 is not None:
+                    values[key] = self._stored(sha256)
+        return parse_texts(where, values)
 
     @staticmethod
     def _open(path: Path) -> BinaryIO:

@@ -16,7 +16,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -124,6 +124,7 @@ def start_server(
     flags: Sequence[str],
     database_url: str | None = None,
     port: int | None = None,
+    env: Mapping[str, str] | None = None,
 ) -> RunningServer:
     """Start `evalsvc serve --model tiny` with `flags` under `root` and wait until /ready says so.
 
@@ -142,7 +143,9 @@ def start_server(
     ]  # fmt: skip
     if database_url is not None:
         command += ["--database-url", database_url]
-    env = {name: value for name, value in os.environ.items() if not name.startswith("EVALSVC_")}
+    env = {name: value for name, value in os.environ.items() if not name.startswith("EVALSVC_")} | dict(
+        env or {}
+    )
     with log.open("wb") as sink:
         process = subprocess.Popen(
             command, stdout=sink, stderr=subprocess.STDOUT, env=env, cwd=root, start_new_session=True

@@ -150,3 +150,23 @@ def test_evalsvc_serve_has_the_run_routes(tmp_path: Path) -> None:
     assert {"/v1/runs", "/v1/runs/{run_id}", "/v1/runs/{run_id}/cancel", "/v1/runs/{run_id}/results"} <= paths
     document = app.openapi()
     assert "multipart/form-data" in document["paths"]["/v1/runs"]["post"]["requestBody"]["content"]
+
+
+def test_a_run_over_http_takes_its_judge_and_refuses_ab_rows_without_a_reference(
+    http: TestClient, store: Store
+) -> None:
+    alice = key_of(store, "alice")
+    row = {"id": "a", "query_audio": "q0.wav", "response_audio": "r0.flac", "system": "s", "dataset": "d"}
+    body = (json.dumps(row) + "\n").encode()
+    refused = upload(http, alice, body, judge="llm-ab")
+    assert refused.status_code == 422 and refused.json()["error"]["code"] == "manifest_invalid"
+    assert (
+        "needs reference_audio or reference_transcript" in refused.json()["error"]["problems"][0]["message"]
+    )
+    with store.session() as session:
+        assert session.scalar(select(func.count()).select_from(Run)) == 0
+    with_reference = (json.dumps(row | {"reference_transcript": "I am sorry."}) + "\n").encode()
+    created = upload(http, alice, with_reference, judge="llm-ab")
+    assert created.status_code == 201, created.text
+    assert (created.json()["judge"], created.json()["group_id"]) == ("llm-ab", None)
+    assert upload(http, alice, body, judge="gpt").status_code == 422

@@ -241,3 +241,32 @@ def test_an_unreachable_database_is_reported_as_unavailable() -> None:
     store = Store("postgresql+psycopg://postgres@127.0.0.1:1/nowhere")
     with pytest.raises(StoreUnavailable, match=r"127\.0\.0\.1:1/nowhere is unavailable"), store.session():
         pass
+
+
+def test_0007_gives_every_existing_run_the_empathyeval_judge_keeps_its_items_and_downgrades(
+    db_url: str,
+) -> None:
+    """On SQLite a rebuilt `runs` table would cascade to its items: 0007 only adds columns there."""
+    upgrade(db_url, "0006")
+    engine = create_db_engine(db_url, pooled=False)
+    with engine.begin() as connection:
+        connection.exec_driver_sql(
+            "INSERT INTO runs (id, name, mode, status, item_count, done_count, failed_count) VALUES (1, 'r', 'scores', 'done', 1, 1, 0)"
+        )
+        connection.exec_driver_sql(
+            "INSERT INTO run_items (id, run_id, item_key, query_ref, response_ref, meta, status, attempts)"
+            " VALUES (1, 1, 'a', 'q', 'r', '{}', 'done', 1)"
+        )
+    upgrade(db_url, "0007")
+    with engine.connect() as connection:
+        run = connection.exec_driver_sql("SELECT judge, group_id, max_cost_usd FROM runs").one()
+        item = connection.exec_driver_sql("SELECT item_key, verdict_id, reference_ref FROM run_items").one()
+    assert tuple(run) == ("empathyeval", None, None) and tuple(item) == ("a", None, None)
+    downgrade(db_url, "0006")
+    tables = set(inspect(engine).get_table_names())
+    columns = {column["name"] for column in inspect(engine).get_columns("runs")}
+    with engine.connect() as connection:
+        keys = connection.exec_driver_sql("SELECT item_key FROM run_items").scalars().all()
+    engine.dispose()
+    assert not tables & {"transcripts", "emotion_labels", "llm_verdicts", "llm_calls"}
+    assert "judge" not in columns and keys == ["a"]

@@ -14,6 +14,7 @@ from evalsvc.store import (
     HumanLabelSpec,
     ItemOutcome,
     ItemStatus,
+    ModelVersion,
     RunItem,
     RunItemSpec,
     RunStatus,
@@ -31,6 +32,7 @@ from evalsvc.store import (
     tenant_for_api_key,
     upsert_labels,
 )
+from evalsvc.store.judging import VerdictRecord, ensure_judge_version, store_verdicts
 from tests.store.factories import make_fingerprint, make_record, pending_items
 
 
@@ -229,3 +231,50 @@ def test_tenant_names_are_unique(store: Store) -> None:
         create_tenant(session, "lab-a")
         with pytest.raises(InvalidParameter, match="already exists"):
             create_tenant(session, "lab-a")
+
+
+def test_an_llm_verdict_item_holds_its_verdict_and_version_and_keeps_a_manifest_emotion(store: Store) -> None:
+    """llm-mos / llm-ab items link a verdict instead of a result: the item is done with a copy of the
+    verdict and the judge's model version; a labeller's emotion fills only an emotion the manifest left
+    out (item-0 has 'happy' from the manifest, item-2 none)."""
+    provenance = {
+        "fingerprint": "f" * 64,
+        "judge": "llm-ab",
+        "llm_model": "gpt-4o",
+        "prompt_version": "llm-ab/1",
+        "prompt_language": "en",
+        "packages": {"openai": "1"},
+    }
+    verdict = VerdictRecord("k" * 64, "llm-ab", "q" * 64, "r" * 64, "t" * 64, 0, 1, -1, True)
+    specs = [replace(spec, emotion=None) if spec.item_key == "item-2" else spec for spec in items(3)]
+    with store.session() as session:
+        run_id = create_run(session, name="ab", mode="scores", judge="llm-ab").id
+        add_run_items(session, run_id, specs)
+        version_id = ensure_judge_version(session, provenance)
+        verdict_ids = store_verdicts(session, version_id, [verdict])
+    with store.session() as session:
+        first, second, third = pending_items(session, run_id)
+        done, failed = record_outcomes(
+            session,
+            [
+                ItemOutcome(first.id, verdict_id=verdict_ids[verdict.content_key], emotion="anger"),
+                ItemOutcome(second.id, error_code="llm_refused", error_message="no"),
+                ItemOutcome(third.id, verdict_id=verdict_ids[verdict.content_key], emotion="sadness"),
+            ],
+        )
+        assert (done, failed) == (2, 1)
+        run = refresh_run_counts(session, run_id)
+        assert (run.done_count, run.failed_count, run.judge) == (2, 1, "llm-ab")
+    with store.session() as session:
+        rows = session.execute(
+            select(RunItem.verdict, RunItem.model_version_id, RunItem.emotion, RunItem.status, RunItem.ns)
+            .where(RunItem.run_id == run_id)
+            .order_by(RunItem.id)
+        ).all()
+        profile = session.scalar(select(ModelVersion.profile).where(ModelVersion.id == version_id))
+    assert [tuple(row) for row in rows] == [
+        (0.0, version_id, "happy", ItemStatus.DONE, None),
+        (None, None, "sad", ItemStatus.FAILED, None),
+        (0.0, version_id, "sadness", ItemStatus.DONE, None),
+    ]
+    assert profile == "llm-ab"

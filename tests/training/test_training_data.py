@@ -20,6 +20,7 @@ from evalsvc.engine.prompt import SYSTEM_TEXT, reflection_text
 from evalsvc.engine.tiny import build_tokenizer
 from evalsvc.errors import InvalidParameter, NotFound, NothingToBuild, TextsInvalid
 from evalsvc.store import Store
+from evalsvc.store.judging import store_transcripts
 from evalsvc.training.codec import TokenCodec
 from evalsvc.training.datasets import (
     JUDGE_USER_TEXT,
@@ -34,6 +35,7 @@ from tests.training.helpers import (
     add_scored_run,
     llamafactory_convert,
     score_line,
+    sha,
     transcript_meta,
 )
 
@@ -254,3 +256,30 @@ def test_items_stream_through_a_server_side_cursor(store: Store, run_id: int) ->
         keys = [item.item_key for item in stream_items(session, [run_id], batch=2)]
     assert keys == [pair.key for pair in run_pairs()]
     assert cursors == (["ServerCursor"] if store.url.get_backend_name() == "postgresql" else ["Cursor"])
+
+
+def test_stored_transcripts_fill_what_meta_and_the_side_file_lack(
+    store: Store,
+    run_id: int,
+    tokenizer_dir: Path,
+    texts_file: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """a2 has neither a transcript in meta nor in the side file: the one an LLM judge stored for its
+    response clip (Whisper's, by audio sha256) is read instead of dropping it."""
+    asr = {"key": "a" * 64, "role": "asr", "model_id": "openai/whisper-large-v3"}
+    with store.session() as session:
+        store_transcripts(session, asr, {sha("r2"): (UNICODE, "fr"), sha("r1"): ("not this one", "en")})
+    url = store.url.render_as_string(hide_password=False)
+    common = ["--run", str(run_id), "--out", str(tmp_path / "out"), "--database-url", url]
+    code = main(
+        ["build", "interleaved", *common, "--tokenizer", str(tokenizer_dir), "--texts", str(texts_file)]
+    )
+    payload = json.loads(capsys.readouterr().out)
+    assert code == EXIT_OK
+    assert payload["written"] == {"reempathy.jsonl": 6}  # a2 now too
+    assert payload["dropped"] == {"duplicate": 1, "no_assessment": 2}
+    responses = [row["response"][0]["content"] for row in read_dataset(tmp_path / "out", "reempathy")]
+    assert sum(response.startswith(UNICODE[:10]) for response in responses) == 2  # a8 (meta) and a2
+    assert not any("not this one" in response for response in responses)  # meta wins over the store
