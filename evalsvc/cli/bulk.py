@@ -252,11 +252,14 @@ def _accepted_items(args: argparse.Namespace, settings: Settings) -> list[Manife
 
 def _opened(args: argparse.Namespace, settings: Settings) -> tuple[Settings, list[ManifestItem], Store] | int:
     """The settings, the manifest's accepted items and the store of `bulk submit` / `bulk run`; an
-    exit code when the manifest must be fixed first."""
+    exit code when there is nothing more to do: the manifest must be fixed first, or `--dry-run`
+    printed the plan."""
     settings = bulk_settings(args, settings)
     items = _accepted_items(args, settings)
     if isinstance(items, int):
         return items
+    if args.dry_run:
+        return _dry_run(args, settings, items)
     if args.max_cost is not None:
         _check_prices(settings)
     return settings, items, Store.from_settings(settings)
@@ -283,8 +286,6 @@ def _submit(args: argparse.Namespace, settings: Settings) -> int:
     if isinstance(opened, int):
         return opened
     settings, items, store = opened
-    if args.dry_run:
-        return _dry_run(args, settings, items)
     try:
         submitted = submit_runs(
             store,
@@ -316,8 +317,6 @@ def _run_inline(args: argparse.Namespace, settings: Settings) -> int:
     if isinstance(opened, int):
         return opened
     settings, items, store = opened
-    if args.dry_run:
-        return _dry_run(args, settings, items)
     run_ids = record_runs(
         store,
         name=args.name,
