@@ -20,8 +20,8 @@ from safetensors.torch import load_file
 
 from evalsvc.engine.tiny import TINY, TinyModelPaths
 from evalsvc.settings import Settings
+from tests.engine.test_adapters import PAIRS, load, merged_by_hand
 from tests.helpers import REPO_ROOT, running_in_ci
-from tests.test_adapters import PAIRS, load, merged_by_hand
 
 CONSUMER_PYTHON = REPO_ROOT / ".venv-consumers" / "bin" / "python"
 WRITER = Path(__file__).parent / "consumers" / "llamafactory_adapter.py"
