@@ -161,4 +161,4 @@ def item_assessments(session: Session, run_id: int) -> Iterator[tuple[str, str |
         .outerjoin(Result, RunItem.result_id == Result.id)
         .where(RunItem.run_id == run_id)
     )
-    yield from session.execute(statement).tuples()
+    yield from session.execute(statement)  # type: ignore[misc]  # rows unpack as tuples
