@@ -21,12 +21,10 @@ ARG TORCH_INDEX="https://download.pytorch.org/whl/cu128"
 RUN pip install "${TORCH_SPEC}" --index-url "${TORCH_INDEX}"
 
 WORKDIR /app
-COPY pyproject.toml README.md alembic.ini ./
+COPY pyproject.toml README.md ./
 COPY evalsvc ./evalsvc
-COPY workers ./workers
-COPY migrations ./migrations
-# Editable: `evalsvc db upgrade` finds migrations/ next to the package source (evalsvc/store/migrate.py).
-RUN pip install -e .
+# A plain install: the migrations are package data of evalsvc.store, so nothing needs the source tree.
+RUN pip install . && rm -rf /app/evalsvc /app/build
 
 RUN useradd --create-home --uid 1000 evalsvc \
     && mkdir -p /var/lib/evalsvc \

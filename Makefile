@@ -12,7 +12,7 @@ CONSUMERS := .venv-consumers
 CONSUMERS_STAMP := $(CONSUMERS)/.installed-stamp
 CONSUMER_SPECS ?= llamafactory==0.9.5
 
-.PHONY: install consumers demo test test-all lint bench
+.PHONY: install consumers demo test test-all lint bench install-check
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -47,6 +47,10 @@ test: $(STAMP)
 
 test-all: $(STAMP)
 	$(BIN)/python -m pytest -m ''
+
+# A plain (not editable) install into a fresh virtualenv migrates a fresh database and runs a worker.
+install-check:
+	.ci/plain-install-check.sh
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

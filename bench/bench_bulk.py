@@ -32,19 +32,19 @@ import soundfile
 import torch
 from redis import Redis
 from rq import Queue, Worker
-from scratch_database import scratch_postgres
 
 from evalsvc.audio import AudioLimits
 from evalsvc.bulk.manifest import read_manifest
 from evalsvc.bulk.processing import ShardContext
 from evalsvc.bulk.queue import ShardQueue
-from evalsvc.bulk.records import RunProgress
+from evalsvc.bulk.run_operations import queue_run, record_run, run_in_process, run_progress
 from evalsvc.bulk.scorers import LocalItemScorer
-from evalsvc.bulk.service import queue_run, record_run, run_in_process, run_progress
 from evalsvc.engine.engine import Engine
 from evalsvc.scoring import ResultCache
 from evalsvc.settings import Settings
 from evalsvc.store import Store
+from evalsvc.store.run_records import RunProgress
+from evalsvc.store.scratch import scratch_postgres
 
 EVALSVC = Path(sys.executable).with_name("evalsvc")
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples" / "pairs"
@@ -176,7 +176,7 @@ def main() -> int:
         engine.warmup()
         for _ in range(args.rounds):  # interleaved, so that a busy spell of the machine hits every mode
             for label, workers in MODES:
-                with scratch_postgres(args.postgres_url) as url:
+                with scratch_postgres(args.postgres_url, prefix="evalsvc_bench") as url:
                     settings = base.model_copy(update={"database_url": url})
                     if workers:
                         samples[label].append(queued(settings, manifest, workers, root))

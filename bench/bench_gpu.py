@@ -17,7 +17,7 @@ Measured, batch sizes interleaved round by round, on the example speech pairs:
 - MFU = FLOPs per pair x pairs/s / matrix rate. Padding in a batch is work but not model FLOPs.
 
 `--size tiny --device cpu --dtype float32` runs the same steps on the built-in tiny size, in seconds:
-how the script is checked without a GPU (tests/test_bench_gpu.py). Without `--device` and without
+how the script is checked without a GPU (tests/engine/test_bench_gpu.py). Without `--device` and without
 CUDA it measures nothing and says so (`make bench` on a CPU machine).
 """
 

@@ -33,7 +33,6 @@ from time import perf_counter
 from typing import Any
 
 import numpy as np
-from scratch_database import scratch_postgres
 from sqlalchemy import Table, insert, text
 from sqlalchemy.orm import Session
 
@@ -41,6 +40,7 @@ from evalsvc.engine.types import Decoding, ModelFingerprint
 from evalsvc.reports import Side, compare, leaderboards, run_summary
 from evalsvc.store import Result, RunItem, Store, create_run, create_tenant, ensure_model_version
 from evalsvc.store.migrate import upgrade
+from evalsvc.store.scratch import scratch_postgres
 
 FINGERPRINT = ModelFingerprint("bench", None, "a" * 64, "b" * 64, "c" * 64, "empathyeval-v1", Decoding())
 SYSTEMS = [f"system-{index}" for index in range(10)]
@@ -187,7 +187,7 @@ def databases(backends: Sequence[str], postgres_url: str, workdir: Path) -> Iter
         upgrade(urls["sqlite"])
     with ExitStack() as stack:
         if "postgresql" in backends:
-            urls["postgresql"] = stack.enter_context(scratch_postgres(postgres_url))
+            urls["postgresql"] = stack.enter_context(scratch_postgres(postgres_url, prefix="evalsvc_bench"))
         yield urls
 
 

@@ -25,7 +25,6 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from time import perf_counter
 
-from scratch_database import scratch_postgres
 from sqlalchemy.orm import Session
 
 from evalsvc.audio import AudioLimits, decode_audio
@@ -43,6 +42,7 @@ from evalsvc.store import (
     store_results,
 )
 from evalsvc.store.migrate import upgrade
+from evalsvc.store.scratch import scratch_postgres
 from evalsvc.store.upsert import upsert
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
@@ -115,7 +115,7 @@ def databases(postgres_url: str, workdir: Path) -> Iterator[dict[str, str]]:
     upgrade(urls["sqlite"])
     with ExitStack() as stack:
         try:
-            urls["postgresql"] = stack.enter_context(scratch_postgres(postgres_url))
+            urls["postgresql"] = stack.enter_context(scratch_postgres(postgres_url, prefix="evalsvc_bench"))
         except Exception as error:  # the table then says PostgreSQL was not measured, and why
             print(f"PostgreSQL not measured: {str(error).splitlines()[0]}", file=sys.stderr)
         yield urls

@@ -28,7 +28,7 @@ import httpx
 import numpy as np
 import soundfile
 
-from evalsvc.api.schemas import ScoreResponse, StoredResult
+from evalsvc.protocol import ScoreResponse, StoredResult
 from evalsvc.settings import Mode
 
 Audio = str | PathLike[str] | bytes | np.ndarray

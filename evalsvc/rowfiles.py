@@ -1,6 +1,6 @@
 """Rows of user-supplied JSON-lines and CSV files, each with the line a user's editor shows.
 
-Manifests and human-label files are validated whole before anything is stored, and every problem is
+Manifests, training data files and human-label files are validated whole before anything is stored, and every problem is
 reported with its line number; both read their rows here so that they number lines alike.
 
 A row with a NUL character (U+0000) in any key or value, nested ones included, is a problem here:
@@ -96,6 +96,34 @@ def csv_rows(text: str) -> Iterator[Row]:
             yield line, f"{len(cells)} cells, but the header has {len(columns)} columns"
             continue
         yield _checked(line, dict(zip(columns, cells, strict=True)))
+
+
+def csv_header(text: str) -> list[str]:
+    """The column names of a CSV file (stripped, as `csv_rows` strips them); [] if unreadable."""
+    try:
+        return [name.strip() for name in next(csv.reader(io.StringIO(text, newline="")), [])]
+    except csv.Error:
+        return []  # `csv_rows` reports it
+
+
+def manifest_csv_rows(text: str) -> Iterator[Row]:
+    """CSV rows of a manifest-like file (bulk manifests, training data files): without their empty cells
+    (an empty optional field is an absent one), and `meta` read as the JSON object its text holds."""
+    for line, parsed in csv_rows(text):
+        if isinstance(parsed, str):
+            yield line, parsed
+            continue
+        row: dict[str, Any] = {name: cell for name, cell in parsed.items() if cell != ""}
+        if "meta" in row:
+            try:
+                row["meta"] = json.loads(row["meta"])
+            except (ValueError, RecursionError):
+                yield line, 'meta is not valid JSON (write a JSON object, e.g. {"speaker": "s1"})'
+                continue
+            if (field := nul_field(row["meta"], "meta")) is not None:  # escaped in the JSON text
+                yield line, f"{field} {NUL_PROBLEM}"
+                continue
+        yield line, row
 
 
 def file_rows(path: Path) -> Iterator[Row]:

@@ -18,9 +18,11 @@ only loading the engine does.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+
+from sqlalchemy.orm import Session
 
 from evalsvc.audio import DecodedAudio
 from evalsvc.engine.types import AudioPair, ModelFingerprint, PairResult, Scores
@@ -41,6 +43,9 @@ from evalsvc.store import (
 if TYPE_CHECKING:
     from evalsvc.engine.engine import Engine
     from evalsvc.engine.served import ServedJudge
+
+Item = TypeVar("Item")
+Outcome = TypeVar("Outcome")
 
 
 class Scorer(Protocol):
@@ -125,12 +130,12 @@ class ResultCache:
         answered as the tenant sees it (`as_seen_by`).
         """
         keys = [_key(pair, fingerprint, mode) for pair in pairs]
-        grants: Mapping[int, Grant] = {}
         with self.store.session() as session:
             rows = find_results(session, keys)
-            if tenant_id is not None and rows:
-                grants = grant_results(session, tenant_id, (row.id for row in rows.values()))
-        return [as_seen_by(_from_row(rows[key]), grants) if key in rows else None for key in keys]
+            hits = dict(
+                zip(rows, granted(session, tenant_id, [_from_row(row) for row in rows.values()]), strict=True)
+            )
+        return [hits.get(key) for key in keys]
 
     def save(
         self,
@@ -158,7 +163,7 @@ class ResultCache:
             ids = store_results(session, version_id, records)
             if tenant_id is not None:
                 grants = grant_results(session, tenant_id, ids.values())
-                ids = {key: grants[result_id].number for key, result_id in ids.items()}
+                ids = {key: grants[result_id].number for key, result_id in ids.items()}  # its numbers
         # Remembered only once committed: a rolled-back transaction may have taken the row with it.
         self._model_versions[fingerprint.key] = version_id
         return [
@@ -192,6 +197,43 @@ def score_pairs(
         for index, result, result_id in zip(misses, results, ids, strict=True):
             answers[index] = ScoredPair(result, result_id, cached=False)
     return [answer for answer in answers if answer is not None]
+
+
+def isolate_failures(
+    score: Callable[[Sequence[Item]], list[Outcome]],
+    items: Sequence[Item],
+    on_failure: Callable[[Item, Exception], Outcome],
+    *,
+    reraise: tuple[type[BaseException], ...] = (),
+) -> list[Outcome]:
+    """`score(items)`; when it raises, the same on each half, down to the single item that fails.
+
+    One poison pair in a batch then costs about 2·log2(batch) extra calls and fails alone
+    (`on_failure` makes its outcome) instead of failing its whole batch: the HTTP model tier and the
+    bulk shards both score batches this way. Exceptions in `reraise` are about no item in particular
+    (the store is down, a job timeout) and propagate at once.
+    """
+    try:
+        return score(items)
+    except reraise:
+        raise
+    except Exception as error:
+        if len(items) == 1:
+            return [on_failure(items[0], error)]
+        middle = len(items) // 2
+        return isolate_failures(score, items[:middle], on_failure, reraise=reraise) + isolate_failures(
+            score, items[middle:], on_failure, reraise=reraise
+        )
+
+
+def granted(session: Session, tenant_id: int | None, answers: Sequence[ScoredPair]) -> list[ScoredPair]:
+    """Record that `tenant_id` received these stored answers, and return them as it sees them
+    (`as_seen_by`); the answers unchanged when there is no tenant (the local CLI sees everything)."""
+    stored = [answer.id for answer in answers if answer.id is not None]
+    if tenant_id is None or not stored:
+        return list(answers)
+    grants = grant_results(session, tenant_id, stored)
+    return [as_seen_by(answer, grants) for answer in answers]
 
 
 def as_seen_by(scored: ScoredPair, grants: Mapping[int, Grant]) -> ScoredPair:
@@ -262,8 +304,7 @@ def _record(key: str, pair: AudioPair, mode: Mode, result: PairResult) -> Result
 
 
 def _from_row(row: Result) -> ScoredPair:
-    scores = None
-    if row.ns is not None and row.wa is not None and row.eu is not None and row.es is not None:
-        scores = Scores(NS=row.ns, WA=row.wa, EU=row.eu, ES=row.es)
+    values = row.score_values()
+    scores = Scores(NS=values["NS"], WA=values["WA"], EU=values["EU"], ES=values["ES"]) if values else None
     error = ItemError(row.error_code, row.error_message or "") if row.error_code else None
     return ScoredPair(PairResult(scores=scores, assessment=row.assessment, error=error), row.id, cached=True)

@@ -24,7 +24,7 @@ from evalsvc.client import (
     TransportError,
 )
 from evalsvc.engine.tiny import TinyModelPaths
-from tests.api_harness import AUTH_SERVER_FLAGS, RunningServer, free_port, shared_server, wav_bytes
+from tests.api.harness import AUTH_SERVER_FLAGS, RunningServer, free_port, shared_server, wav_bytes
 from tests.helpers import EXAMPLES
 
 FAST_RETRY = RetryPolicy(attempts=3, backoff_s=0.001, max_backoff_s=0.01)

@@ -12,8 +12,10 @@ there and never occupies a slot of a model batch. LitServe runs `decode_request`
 and fails a whole batch when one item raises, so validating there would let one corrupt file fail its
 neighbours; here `predict` only ever sees decodable pairs and still returns per-item errors.
 
-Modules: `schemas` (request/response models), `inputs` (parse and decode a request), `service`
-(cache lookup, hand-off, reads, readiness), `model_tier` (queue a pair for the workers and await
-it), `litapi` and `worker` (the model tier's hooks and batch scoring), `auth`, `limits`, `metrics`,
-`shared` (state shared by all processes), `responses` (errors as JSON), `routes`, `server`.
+Modules: `inputs` (parse and decode a request), `score_handoff` (cache lookup, hand-off, reads,
+readiness), `model_tier` (queue a pair for the workers and await it), `litapi` and `batch_scorer`
+(the model tier's hooks and batch scoring), `auth`, `limits`, `metrics`, `shared` (state shared by
+all processes), `responses` (errors as JSON), the routes (`score_routes`, `run_routes`,
+`report_routes`: each `add_*_routes(app, ...)`), `server`. Request and response models are
+`evalsvc.protocol` (the client reads the same ones).
 """

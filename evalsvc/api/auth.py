@@ -12,31 +12,19 @@ With auth turned off (allowed on loopback only, see `Settings`), every request a
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
-from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import HTTPConnection
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from evalsvc.api.docs import ASSETS_PATH, DOCS_PATH
 from evalsvc.api.responses import send_error
-from evalsvc.errors import StoreError, StoreUnavailable, Unauthorized
-from evalsvc.store import Store, Tenant, create_tenant, tenant_for_api_key
+from evalsvc.errors import StoreError, Unauthorized
+from evalsvc.store import Store, tenant_for_api_key
+from evalsvc.store.tenants import LOCAL_TENANT, TenantRef, ensure_tenant
 
 PUBLIC_PATHS = frozenset({"/", "/health", "/ready", "/metrics", "/openapi.json", DOCS_PATH})
 PUBLIC_PREFIXES = (f"{ASSETS_PATH}/",)
-LOCAL_TENANT = "local"
 _SCOPE_KEY = "evalsvc.tenant"
-
-
-@dataclass(frozen=True)
-class TenantRef:
-    """Who is calling; plain values, so nothing holds a database session past the lookup."""
-
-    id: int
-    name: str
 
 
 def tenant_of(connection: HTTPConnection) -> TenantRef:
@@ -86,19 +74,6 @@ class TenantResolver:
         if self._local is None:
             self._local = ensure_tenant(self.store, LOCAL_TENANT)
         return self._local
-
-
-def ensure_tenant(store: Store, name: str) -> TenantRef:
-    """The tenant called `name`, created if missing; safe when several processes race to create it."""
-    for _attempt in range(2):
-        try:
-            with store.session() as session:
-                tenant = session.scalars(select(Tenant).where(Tenant.name == name)).one_or_none()
-                tenant = tenant or create_tenant(session, name)
-                return TenantRef(tenant.id, tenant.name)
-        except IntegrityError:
-            continue  # another process created it between our select and insert: select again
-    raise StoreUnavailable(f"could not create tenant {name!r}")
 
 
 class AuthMiddleware:

@@ -29,7 +29,6 @@ from starlette.formparsers import MultiPartException
 from starlette.requests import Request
 
 from evalsvc.api.responses import validation_message
-from evalsvc.api.schemas import MAX_METADATA_BYTES, AudioSource, JudgeName, ReferenceText, ScoreRequest
 from evalsvc.audio import AudioLimits, DecodedAudio, decode_audio
 from evalsvc.engine.types import AudioPair
 from evalsvc.errors import (
@@ -40,6 +39,7 @@ from evalsvc.errors import (
     UnsupportedMediaType,
     ValidationFailed,
 )
+from evalsvc.protocol import MAX_METADATA_BYTES, AudioSource, JudgeName, ReferenceText, ScoreRequest
 from evalsvc.settings import Mode, Settings
 from evalsvc.store.models import EMPATHYEVAL_JUDGE
 

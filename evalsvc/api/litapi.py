@@ -43,7 +43,7 @@ class ScoringAPI(ls.LitAPI):
         if parent is not None and parent.pid is not None:
             exit_with_parent(parent.pid)
         # Imported here: torch and the model code load in the model workers only.
-        from evalsvc.api.worker import BatchScorer
+        from evalsvc.api.batch_scorer import BatchScorer
         from evalsvc.engine.served import load_judge
         from evalsvc.scoring import ResultCache
         from evalsvc.store import Store

@@ -10,7 +10,7 @@ LitServe 0.2.19's `RegularRequestHandler` does (same queue item, same response b
 parts that do not fit: it always removes its response-buffer entry (also on timeout), maps LitServe's
 own queue timeout to `ScoringTimeout`, and never turns an error into an opaque 500 with an HTML body.
 It uses the server's request queues and response buffer, which are not public API: litserve is pinned
-below 0.3 in pyproject.toml, and tests/test_api_server.py exercises this path end to end.
+below 0.3 in pyproject.toml, and tests/api/test_api_server.py exercises this path end to end.
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@
   stay declared on the routes; FastAPI gives their bodies the route's media type (an HTML report's
   404 would be `text/html`), so every error body is moved to `application/json`, as it is sent.
 
-A test runs schemathesis over the result against the live server (tests/test_api_schema.py).
+A test runs schemathesis over the result against the live server (tests/api/test_api_schema.py).
 """
 
 from __future__ import annotations
@@ -22,8 +22,8 @@ from typing import Any, get_args
 
 from fastapi import FastAPI
 
-from evalsvc.api.schemas import ErrorResponse, JudgeName, ScoreRequest
 from evalsvc.engine.types import MODES
+from evalsvc.protocol import ErrorResponse, JudgeName, ScoreRequest
 
 SECURITY_SCHEMES = {
     "bearer": {"type": "http", "scheme": "bearer", "description": "`Authorization: Bearer KEY`"},

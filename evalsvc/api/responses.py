@@ -18,8 +18,8 @@ from starlette.requests import ClientDisconnect
 from starlette.responses import JSONResponse, Response
 from starlette.types import Send
 
-from evalsvc.api.schemas import NUL_FREE
 from evalsvc.errors import EvalsvcError, Unauthorized, ValidationFailed
+from evalsvc.protocol import NUL_FREE
 
 logger = logging.getLogger(__name__)
 

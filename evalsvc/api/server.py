@@ -28,11 +28,11 @@ from evalsvc.api.litapi import SCORE_PATH, ScoringAPI
 from evalsvc.api.metrics import RequestMetricsMiddleware, SharedMetrics
 from evalsvc.api.model_tier import ModelTier
 from evalsvc.api.openapi import install_openapi
-from evalsvc.api.reports import add_report_routes
+from evalsvc.api.report_routes import add_report_routes
 from evalsvc.api.responses import install_error_handlers
-from evalsvc.api.routes import add_routes
-from evalsvc.api.runs import add_run_routes
-from evalsvc.api.service import ScoreService
+from evalsvc.api.run_routes import add_run_routes
+from evalsvc.api.score_handoff import ScoreService
+from evalsvc.api.score_routes import add_score_routes
 from evalsvc.api.shared import SharedState
 from evalsvc.engine.placement import replica_gpu_sets
 from evalsvc.errors import ModelLoadError
@@ -74,7 +74,7 @@ def build_server(settings: Settings, shared: SharedState | None = None) -> LitSe
         ResultCache(store),
         lambda: server.workers_setup_status,
     )
-    add_routes(app, settings, service, shared)
+    add_score_routes(app, settings, service, shared)
     add_report_routes(app, store)
     add_run_routes(app, settings, store)
     add_docs_routes(app)

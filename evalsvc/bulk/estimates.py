@@ -12,7 +12,7 @@ from typing import Any
 
 from evalsvc.judges.estimate import estimate_unseen
 from evalsvc.judges.judges import JudgeSpec
-from evalsvc.judges.llm_client import LLMConfig
+from evalsvc.llm_client import LLMConfig
 from evalsvc.settings import Settings
 from evalsvc.store.models import EMPATHYEVAL_JUDGE
 

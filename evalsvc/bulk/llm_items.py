@@ -18,13 +18,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from evalsvc.audio import AudioLimits, DecodedAudio
-from evalsvc.bulk.records import PendingItem
 from evalsvc.bulk.scorers import ItemScorer, decode_once, failed
 from evalsvc.errors import AudioError, LLMRateLimited, LLMServerError, LLMTimeout, ServiceBusy
-from evalsvc.judges.service import JudgedPair, JudgeService
+from evalsvc.judge_scoring import JudgedPair, JudgeService
 from evalsvc.settings import Mode, Settings
 from evalsvc.store import ItemOutcome, Store
 from evalsvc.store.models import EMPATHYEVAL_JUDGE
+from evalsvc.store.run_records import PendingItem
 
 _TRANSIENT: dict[str, type[ServiceBusy]] = {
     error.code: error for error in (LLMRateLimited, LLMServerError, LLMTimeout)

@@ -27,23 +27,20 @@ that exists but does not decode fails as its item, with its error code, during t
 
 from __future__ import annotations
 
-import csv
-import io
-import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from evalsvc.audio_paths import AudioPathResolver
 from evalsvc.errors import ManifestInvalid
-from evalsvc.rowfiles import NUL_PROBLEM, Row, csv_rows, jsonl_rows, nul_field
+from evalsvc.rowfiles import csv_header, jsonl_rows, manifest_csv_rows
 from evalsvc.store import RunItemSpec
 from evalsvc.suggest import unknown_names
 
 ManifestFormat = Literal["jsonl", "csv"]
 REQUIRED_FIELDS = ("id", "query_audio", "response_audio", "system", "dataset")
 OPTIONAL_FIELDS = ("query_emotion", "response_emotion", "meta", "reference_audio", "reference_transcript")
-AUDIO_SUFFIXES = frozenset({".wav", ".flac", ".ogg", ".oga", ".mp3"})
 # Column widths of `run_items` (evalsvc.store.models.RunItem).
 _MAX_LENGTHS = {"id": 200, "system": 200, "dataset": 200, "query_emotion": 64, "response_emotion": 64}
 _FORMATS: dict[str, ManifestFormat] = {".jsonl": "jsonl", ".ndjson": "jsonl", ".csv": "csv"}
@@ -159,12 +156,12 @@ def parse_manifest(
         raise ManifestInvalid(
             f"the manifest is not UTF-8 text (byte {error.start})", [(0, "not UTF-8")]
         ) from None
-    resolver = _PathResolver(roots, base_dir)
+    resolver = AudioPathResolver(roots, base_dir)
     items: list[ManifestItem] = []
     problems: list[ManifestProblem] = []
     first_line: dict[str, int] = {}
-    rows = jsonl_rows(text) if fmt == "jsonl" else _csv_rows(text)
-    header = _check_header(_csv_header(text), problems) if fmt == "csv" else frozenset()
+    rows = jsonl_rows(text) if fmt == "jsonl" else manifest_csv_rows(text)
+    header = _check_header(csv_header(text), problems) if fmt == "csv" else frozenset()
     count = 0
     for line, row in rows:
         count += 1
@@ -183,14 +180,6 @@ def parse_manifest(
     if not items and not problems:
         problems.append(ManifestProblem(0, "the manifest has no rows"))
     return Manifest(items, problems, count)
-
-
-def _csv_header(text: str) -> list[str]:
-    """The column names of a CSV manifest (stripped, as `csv_rows` strips them); [] if unreadable."""
-    try:
-        return [name.strip() for name in next(csv.reader(io.StringIO(text, newline="")), [])]
-    except csv.Error:
-        return []  # `csv_rows` reports it
 
 
 def _check_header(columns: list[str], problems: list[ManifestProblem]) -> frozenset[str]:
@@ -212,27 +201,8 @@ def _check_header(columns: list[str], problems: list[ManifestProblem]) -> frozen
     return frozenset(unknown) | frozenset(missing)
 
 
-def _csv_rows(text: str) -> Iterator[Row]:
-    """CSV rows without their empty cells (an empty optional field is an absent one); `meta` is JSON text."""
-    for line, parsed in csv_rows(text):
-        if isinstance(parsed, str):
-            yield line, parsed
-            continue
-        row: dict[str, Any] = {name: cell for name, cell in parsed.items() if cell != ""}
-        if "meta" in row:
-            try:
-                row["meta"] = json.loads(row["meta"])
-            except (ValueError, RecursionError):
-                yield line, 'meta is not valid JSON (write a JSON object, e.g. {"speaker": "s1"})'
-                continue
-            if (field := nul_field(row["meta"], "meta")) is not None:  # escaped in the JSON text
-                yield line, f"{field} {NUL_PROBLEM}"
-                continue
-        yield line, row
-
-
 def _check_row(
-    line: int, row: dict[str, Any], resolver: _PathResolver, header: frozenset[str]
+    line: int, row: dict[str, Any], resolver: AudioPathResolver, header: frozenset[str]
 ) -> tuple[list[str], ManifestItem | None]:
     """The row's problems, and its item when it has none. Names in `header` had their problem
     reported on the header line: a row lacking them is invalid, but says nothing more about them."""
@@ -303,40 +273,3 @@ def check_references(items: Sequence[ManifestItem], judges: Sequence[str]) -> No
         raise ManifestInvalid(
             f"{len(lines)} row(s) have no reference response for A/B (lines {shown})", problems
         )
-
-
-class _PathResolver:
-    """Audio path checks, with the data roots resolved once and each file stat-ed once."""
-
-    def __init__(self, roots: Sequence[Path], base_dir: Path | None) -> None:
-        self.roots = [root.resolve() for root in roots]
-        self.base_dir = base_dir
-        self._seen: dict[Path, str | None] = {}
-
-    def resolve(self, raw: str) -> Path | str:
-        """The vetted absolute path, or what is wrong with it."""
-        if not self.roots:
-            return "no data root is configured (set EVALSVC_DATA_ROOTS)"
-        candidates = [Path(raw)] if Path(raw).is_absolute() else self._bases(raw)
-        for candidate in candidates:
-            try:
-                resolved = candidate.resolve()
-            except (OSError, RuntimeError, ValueError):  # symlink loops, NUL bytes
-                continue
-            if any(resolved.is_relative_to(root) for root in self.roots):
-                return self._check_file(resolved)
-        return "outside the data roots"
-
-    def _bases(self, raw: str) -> list[Path]:
-        bases = [self.base_dir] if self.base_dir is not None else self.roots
-        return [base / raw for base in bases]
-
-    def _check_file(self, path: Path) -> Path | str:
-        if path.suffix.lower() not in AUDIO_SUFFIXES:
-            return (
-                f"unsupported extension {path.suffix or '(none)'!r}; use {', '.join(sorted(AUDIO_SUFFIXES))}"
-            )
-        if path not in self._seen:
-            self._seen[path] = None if path.is_file() else "file not found"
-        problem = self._seen[path]
-        return path if problem is None else problem

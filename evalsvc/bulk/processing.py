@@ -6,7 +6,7 @@
 
 Why it is safe to run a shard again, in whole or in part, at any moment, even twice at once:
 
-- items are claimed before they are scored (`evalsvc.bulk.leases`), so two runners of one shard
+- items are claimed before they are scored (`evalsvc.store.item_leases`), so two runners of one shard
   share its items instead of scoring them twice, and a dead runner's claims expire with its heartbeat;
 - only items still `pending` are claimed and recorded, so a retried or resumed shard skips finished
   items and a slow runner never overwrites an item another one finished;
@@ -32,15 +32,17 @@ from typing import TypeVar
 
 from rq.timeouts import BaseTimeoutException
 
-from evalsvc.bulk.leases import ShardLease
 from evalsvc.bulk.llm_items import JudgeScorers, RunJudging
-from evalsvc.bulk.records import PendingItem, RunProgress, get_run, group_run_ids
 from evalsvc.bulk.scorers import ItemScorer, failed, is_transient
 from evalsvc.bulk.shards import Shard
 from evalsvc.errors import ConfigurationError, EvalsvcError, NotFound, RunNotInDatabase
+from evalsvc.scoring import isolate_failures
 from evalsvc.settings import Mode, Settings
 from evalsvc.store import ItemOutcome, RunStatus, Store, grant_results, record_outcomes, refresh_run_counts
+from evalsvc.store.item_leases import ShardLease
 from evalsvc.store.models import EMPATHYEVAL_JUDGE
+from evalsvc.store.run_records import PendingItem, RunProgress, group_run_ids
+from evalsvc.store.scope import get_run
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -219,18 +221,20 @@ def _cancelled(store: Store, run_id: int) -> bool:
 
 def _score_isolated(scorer: ItemScorer, items: Sequence[PendingItem], mode: Mode) -> list[ItemOutcome]:
     """Outcomes for `items`; an unexpected exception is pinned on the pair causing it by halving."""
-    try:
-        return scorer.score_items(items, mode)
-    except (EvalsvcError, BaseTimeoutException):  # about no pair in particular: transient, setup, job timeout
-        raise
-    except Exception as error:
-        if len(items) == 1:
-            logger.exception("the model failed on item %s", items[0].key)
-            return [
-                failed(items[0], "internal_error", f"the model failed on this pair ({type(error).__name__})")
-            ]
-        middle = len(items) // 2
-        return _score_isolated(scorer, items[:middle], mode) + _score_isolated(scorer, items[middle:], mode)
+    return isolate_failures(
+        lambda batch: scorer.score_items(batch, mode),
+        items,
+        _internal_failure,
+        reraise=(
+            EvalsvcError,
+            BaseTimeoutException,
+        ),  # about no pair in particular: transient, setup, timeout
+    )
+
+
+def _internal_failure(item: PendingItem, error: Exception) -> ItemOutcome:
+    logger.exception("the model failed on item %s", item.key, exc_info=error)
+    return failed(item, "internal_error", f"the model failed on this pair ({type(error).__name__})")
 
 
 def _record(

@@ -14,7 +14,7 @@ from typing import TextIO
 
 from tqdm import tqdm
 
-from evalsvc.bulk.records import RunProgress
+from evalsvc.store.run_records import RunProgress
 
 
 class ProgressBar:

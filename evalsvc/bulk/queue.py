@@ -36,7 +36,10 @@ from evalsvc.bulk.shards import Shard, job_id_prefix
 from evalsvc.errors import QueueUnavailable
 from evalsvc.settings import Settings
 
-JOB_FUNCTION = "workers.jobs.score_shard"
+JOB_FUNCTION = "evalsvc.bulk.jobs.score_shard"
+LEGACY_JOB_FUNCTIONS = {"workers.jobs.score_shard": JOB_FUNCTION}
+"""Job paths of earlier releases that a worker still runs (`evalsvc.bulk.rq_worker.ShardJob`): kept for
+one release after the worker moved into `evalsvc.bulk`, so jobs queued before the upgrade drain."""
 _LIVE = frozenset({JobStatus.QUEUED, JobStatus.STARTED, JobStatus.SCHEDULED, JobStatus.DEFERRED})
 _WAITING = frozenset({JobStatus.QUEUED, JobStatus.SCHEDULED, JobStatus.DEFERRED})
 _CONNECT_TIMEOUT_S = 5
@@ -167,7 +170,7 @@ def requeue_abandoned(queue: Queue, max_worker_deaths: int) -> int:
     node) or hung. RQ's own cleaning would count that as a failed attempt (one retry spent, then a
     wait of the retry interval, or the failed registry when none is left); here the job goes straight
     back, and the items the dead worker had claimed become claimable when their lease expires, at the
-    same moment (`evalsvc.bulk.leases`). Deaths are counted apart, in the job's meta: a shard whose
+    same moment (`evalsvc.store.item_leases`). Deaths are counted apart, in the job's meta: a shard whose
     runs killed `max_worker_deaths` workers (a pair that crashes the process, say) is failed instead,
     so that it cannot take every worker down in turn; `bulk resume` queues it again.
 

@@ -15,8 +15,9 @@ import json
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from evalsvc.bulk.records import get_run, result_page
 from evalsvc.store import Result, RunItem, Store, tenant_result_numbers
+from evalsvc.store.run_records import result_page
+from evalsvc.store.scope import get_run
 
 ResultFormat = Literal["jsonl", "csv"]
 MEDIA_TYPES: dict[ResultFormat, str] = {"jsonl": "application/x-ndjson", "csv": "text/csv; charset=utf-8"}
@@ -25,7 +26,7 @@ CSV_COLUMNS = (
     "item_key", "status", "system", "dataset", "emotion", "result_id",
     "NS", "WA", "EU", "ES", "avg", "assessment", "error_code", "error_message", "verdict",
 )  # fmt: skip
-_DIMENSIONS = (("NS", "ns"), ("WA", "wa"), ("EU", "eu"), ("ES", "es"), ("avg", "avg"))
+_SCORE_NAMES = ("NS", "WA", "EU", "ES", "avg")
 
 
 @dataclass(frozen=True)
@@ -63,9 +64,7 @@ def encode_rows(rows: list[dict[str, Any]], fmt: ResultFormat, *, header: bool) 
 
 
 def _row(item: RunItem, result: Result | None, numbers: dict[int, int] | None) -> dict[str, Any]:
-    scores = None
-    if result is not None and result.ns is not None:
-        scores = {name: getattr(result, column) for name, column in _DIMENSIONS}
+    scores = result.score_values() if result is not None else None
     error = None
     if result is not None and result.error_code is not None:
         error = {"code": result.error_code, "message": result.error_message or ""}
@@ -92,6 +91,6 @@ def _csv_cells(row: dict[str, Any]) -> list[Any]:
     error = row["error"] or {}
     return [
         row["item_key"], row["status"], row["system"], row["dataset"], row["emotion"], row["result_id"],
-        *(scores.get(name) for name, _ in _DIMENSIONS),
+        *(scores.get(name) for name in _SCORE_NAMES),
         row["assessment"], error.get("code"), error.get("message"), row["verdict"],
     ]  # fmt: skip

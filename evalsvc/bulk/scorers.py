@@ -23,9 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Protocol
 
-from evalsvc.api.schemas import ScoreResponse
 from evalsvc.audio import AudioLimits, DecodedAudio, decode_audio, name_under
-from evalsvc.bulk.records import PendingItem
 from evalsvc.client import (
     APIError,
     AuthenticationError,
@@ -38,9 +36,11 @@ from evalsvc.client import (
 )
 from evalsvc.engine.types import AudioPair
 from evalsvc.errors import AudioError, ConfigurationError, NotReady, ServiceBusy, StoreUnavailable
+from evalsvc.protocol import ScoreResponse
 from evalsvc.scoring import LazyEngine, ResultCache, Scorer, score_pairs
 from evalsvc.settings import Mode, Settings
 from evalsvc.store import ItemOutcome, Store, content_key, result_ids
+from evalsvc.store.run_records import PendingItem
 
 logger = logging.getLogger(__name__)
 _READY_TIMEOUT_S = 600.0

@@ -31,10 +31,8 @@ from evalsvc.bulk.manifest import Manifest, ManifestItem, check_references, read
 from evalsvc.bulk.processing import ShardContext
 from evalsvc.bulk.progress import ProgressBar, wait_for_run
 from evalsvc.bulk.queue import ShardQueue
-from evalsvc.bulk.records import RunProgress
 from evalsvc.bulk.results import encode_rows, read_page
-from evalsvc.bulk.scorers import build_item_scorer
-from evalsvc.bulk.service import (
+from evalsvc.bulk.run_operations import (
     cancel_run,
     list_runs,
     queue_run,
@@ -42,9 +40,11 @@ from evalsvc.bulk.service import (
     reopen_run,
     run_in_process,
     run_progress,
-    run_summary,
+    run_state,
     set_max_cost,
+    submit_runs,
 )
+from evalsvc.bulk.scorers import build_item_scorer
 from evalsvc.cli.common import (
     EXIT_CONFIG_ERROR,
     EXIT_OK,
@@ -66,10 +66,11 @@ from evalsvc.errors import (
     StoreError,
 )
 from evalsvc.judges.judges import JUDGE_IDS
-from evalsvc.reports.scope import tenant_id_by_name
 from evalsvc.settings import Settings
 from evalsvc.store import Store
 from evalsvc.store.models import EMPATHYEVAL_JUDGE
+from evalsvc.store.run_records import RunProgress
+from evalsvc.store.scope import tenant_id_by_name
 
 EXIT_INTERRUPTED = 130  # the shell's code for Ctrl-C
 
@@ -249,23 +250,19 @@ def _accepted_items(args: argparse.Namespace, settings: Settings) -> list[Manife
     return items
 
 
-def _record(
-    args: argparse.Namespace, settings: Settings, items: list[ManifestItem]
-) -> tuple[Store, list[int]]:
-    """One run per judge (a group when there are several), recorded in one transaction."""
+def _opened(args: argparse.Namespace, settings: Settings) -> tuple[Settings, list[ManifestItem], Store] | int:
+    """The settings, the manifest's accepted items and the store of `bulk submit` / `bulk run`; an
+    exit code when there is nothing more to do: the manifest must be fixed first, or `--dry-run`
+    printed the plan."""
+    settings = bulk_settings(args, settings)
+    items = _accepted_items(args, settings)
+    if isinstance(items, int):
+        return items
+    if args.dry_run:
+        return _dry_run(args, settings, items)
     if args.max_cost is not None:
         _check_prices(settings)
-    store = Store.from_settings(settings)
-    run_ids = record_runs(
-        store,
-        name=args.name,
-        mode=args.mode,
-        items=items,
-        tenant_id=tenant_id_for(store, args.tenant),
-        judges=args.judge,
-        max_cost_usd=args.max_cost,
-    )
-    return store, run_ids
+    return settings, items, Store.from_settings(settings)
 
 
 def _check_prices(settings: Settings) -> None:
@@ -285,41 +282,52 @@ def _dry_run(args: argparse.Namespace, settings: Settings, items: list[ManifestI
 
 
 def _submit(args: argparse.Namespace, settings: Settings) -> int:
-    settings = bulk_settings(args, settings)
-    items = _accepted_items(args, settings)
-    if isinstance(items, int):
-        return items
-    if args.dry_run:
-        return _dry_run(args, settings, items)
-    store, run_ids = _record(args, settings, items)
-    for run_id in run_ids:
-        print(run_id, flush=True)
-    for run_id, judge in zip(run_ids, args.judge, strict=True):
-        try:
-            queued = queue_run(store, ShardQueue.from_settings(settings), run_id, settings.bulk_shard_size)
-        except QueueUnavailable as error:
-            message = f"run {run_id} is recorded but not queued: {error.message}; then `evalsvc bulk resume {run_id}`"
-            return fail(error.code, message, EXIT_CONFIG_ERROR)
+    opened = _opened(args, settings)
+    if isinstance(opened, int):
+        return opened
+    settings, items, store = opened
+    try:
+        submitted = submit_runs(
+            store,
+            lambda: ShardQueue.from_settings(settings),
+            name=args.name,
+            mode=args.mode,
+            items=items,
+            shard_size=settings.bulk_shard_size,
+            tenant_id=tenant_id_for(store, args.tenant),
+            judges=args.judge,
+            max_cost_usd=args.max_cost,
+            on_recorded=lambda run_ids: print(*run_ids, sep="\n", flush=True),
+        )
+    except QueueUnavailable as error:
+        return fail(error.code, error.message, EXIT_CONFIG_ERROR)
+    for run_id, judge, queued in zip(submitted.run_ids, args.judge, submitted.queued_jobs, strict=True):
         print(
             f"run {run_id} ({judge}): {len(items)} items in {queued} shard job(s) on {settings.bulk_queue}",
             file=sys.stderr,
         )
     if args.wait:
-        for run_id in run_ids:
+        for run_id in submitted.run_ids:
             _wait(store, run_id)
     return EXIT_OK
 
 
 def _run_inline(args: argparse.Namespace, settings: Settings) -> int:
-    settings = bulk_settings(args, settings)
-    items = _accepted_items(args, settings)
-    if isinstance(items, int):
-        return items
-    if args.dry_run:
-        return _dry_run(args, settings, items)
-    store, run_ids = _record(args, settings, items)
+    opened = _opened(args, settings)
+    if isinstance(opened, int):
+        return opened
+    settings, items, store = opened
+    run_ids = record_runs(
+        store,
+        name=args.name,
+        mode=args.mode,
+        items=items,
+        tenant_id=tenant_id_for(store, args.tenant),
+        judges=args.judge,
+        max_cost_usd=args.max_cost,
+    )
     context = ShardContext.from_settings(settings, store, build_item_scorer(settings, store, load_now=False))
-    summaries = []
+    states = []
     for run_id, judge in zip(run_ids, args.judge, strict=True):
         print(f"run {run_id} ({judge}): {len(items)} items, scored in this process", file=sys.stderr)
         code = _score_here(
@@ -327,8 +335,8 @@ def _run_inline(args: argparse.Namespace, settings: Settings) -> int:
         )
         if code != EXIT_OK:
             return code
-        summaries.append(run_summary(store, run_id).to_dict())
-    print_json(summaries[0] if len(summaries) == 1 else summaries)
+        states.append(run_state(store, run_id).to_dict())
+    print_json(states[0] if len(states) == 1 else states)
     return EXIT_OK
 
 
@@ -351,7 +359,7 @@ def _score_here(
         if bar is not None:
             bar.close()
     if show:
-        print_json(run_summary(store, run_id).to_dict())
+        print_json(run_state(store, run_id).to_dict())
     return EXIT_OK
 
 
@@ -384,27 +392,25 @@ def _resume(args: argparse.Namespace, settings: Settings) -> int:
     print(f"run {args.run_id}: {queued} shard job(s) queued on {settings.bulk_queue}", file=sys.stderr)
     if args.wait:
         _wait(store, args.run_id)
-    print_json(run_summary(store, args.run_id).to_dict() | {"queued_jobs": queued})
+    print_json(run_state(store, args.run_id).to_dict() | {"queued_jobs": queued})
     return EXIT_OK
 
 
 def _cancel(args: argparse.Namespace, settings: Settings) -> int:
     settings = bulk_settings(args, settings)
     store = Store.from_settings(settings)
-    try:
-        queue: ShardQueue | None = ShardQueue.from_settings(settings)
-    except QueueUnavailable as error:
-        print(f"warning: {error.message}; queued jobs will see the cancellation and stop", file=sys.stderr)
-        queue = None
-    removed = cancel_run(store, queue, args.run_id)
-    print_json(run_summary(store, args.run_id).to_dict() | {"removed_jobs": removed})
+    cancelled = cancel_run(store, lambda: ShardQueue.from_settings(settings), args.run_id)
+    if cancelled.queue_problem is not None:
+        message = cancelled.queue_problem.message
+        print(f"warning: {message}; queued jobs will see the cancellation and stop", file=sys.stderr)
+    print_json(run_state(store, args.run_id).to_dict() | {"removed_jobs": cancelled.removed_jobs})
     return EXIT_OK
 
 
 def _status(args: argparse.Namespace, settings: Settings) -> int:
     """The SQL record, and what the queue holds for the run when Redis is reachable."""
     settings = bulk_settings(args, settings)
-    summary = run_summary(Store.from_settings(settings), args.run_id)
+    summary = run_state(Store.from_settings(settings), args.run_id)
     try:
         jobs: dict[str, int] | None = ShardQueue.from_settings(settings).run_jobs(args.run_id)
     except QueueUnavailable:
@@ -431,7 +437,7 @@ def _list(args: argparse.Namespace, settings: Settings) -> int:
 
 def _results(args: argparse.Namespace, settings: Settings) -> int:
     store = Store.from_settings(settings)
-    run_summary(store, args.run_id)  # a missing run is an error, not an empty file
+    run_state(store, args.run_id)  # a missing run is an error, not an empty file
     output = args.output.open("w", encoding="utf-8", newline="") if args.output else sys.stdout
     try:
         after: int | None = 0

@@ -15,11 +15,11 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from evalsvc.api.auth import LOCAL_TENANT, ensure_tenant
 from evalsvc.errors import ConfigurationError, EvalsvcError, UserInputError
-from evalsvc.reports.scope import tenant_id_by_name
 from evalsvc.settings import PROFILES, Settings
 from evalsvc.store import Store
+from evalsvc.store.scope import tenant_id_by_name
+from evalsvc.store.tenants import LOCAL_TENANT, ensure_tenant
 
 EXIT_OK = 0
 EXIT_USER_ERROR = 2

@@ -11,7 +11,7 @@ import argparse
 from evalsvc.cli.common import EXIT_OK, add_store_options, print_json
 from evalsvc.settings import Settings
 from evalsvc.store import migrate
-from evalsvc.store.db import create_db_engine, parse_database_url, sqlite_path, translate_errors
+from evalsvc.store.connection import create_db_engine, parse_database_url, sqlite_path, translate_errors
 
 
 def register(commands: argparse._SubParsersAction) -> None:

@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import argparse
 
-from evalsvc.api.auth import ensure_tenant
 from evalsvc.cli.common import EXIT_OK, add_store_options, print_json
 from evalsvc.settings import Settings
 from evalsvc.store import Store, issue_api_key, revoke_api_key
+from evalsvc.store.tenants import ensure_tenant
 
 
 def register(commands: argparse._SubParsersAction) -> None:

@@ -13,10 +13,10 @@ from pathlib import Path
 
 from evalsvc.cli.common import EXIT_OK, add_store_options, add_tenant_option, print_json, tenant_id_for
 from evalsvc.reports.labels import import_labels
-from evalsvc.reports.queries import label_sets
-from evalsvc.reports.scope import tenant_id_by_name
 from evalsvc.settings import Settings
 from evalsvc.store import Store
+from evalsvc.store.report_queries import label_sets
+from evalsvc.store.scope import tenant_id_by_name
 
 
 def register(commands: argparse._SubParsersAction) -> None:

@@ -46,8 +46,6 @@ from evalsvc.reports.agreement import teacher_scores
 from evalsvc.reports.compare import DEFAULT_RESAMPLES, DEFAULT_TIE_MARGIN, sides
 from evalsvc.reports.export import EXPORT_FORMATS
 from evalsvc.reports.plots import distributions_png, radar_png, scatter_png
-from evalsvc.reports.queries import Match, PairBy
-from evalsvc.reports.scope import tenant_id_by_name
 from evalsvc.reports.summary import SORT_KEYS
 from evalsvc.reports.table5 import table5
 from evalsvc.reports.tables import (
@@ -63,6 +61,8 @@ from evalsvc.reports.tables import (
 from evalsvc.reports.text_agreement import read_references, run_texts, text_agreement_report
 from evalsvc.settings import Settings
 from evalsvc.store import Store
+from evalsvc.store.report_queries import Match, PairBy
+from evalsvc.store.scope import tenant_id_by_name
 
 
 def register(commands: argparse._SubParsersAction) -> None:

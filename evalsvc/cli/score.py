@@ -5,7 +5,7 @@ fingerprint and mode is then answered from the store, `"cached": true`, without 
 `--no-store` scores without reading or writing the store. A stored result is the tenant's `--tenant`
 (default `local`, as for `serve --no-auth`): a local server on the same database serves it.
 
-`--judge llm-mos|llm-ab|llm-assessment[+emotion]` asks the LLM judge instead (evalsvc.judges.service):
+`--judge llm-mos|llm-ab|llm-assessment[+emotion]` asks the LLM judge instead (evalsvc.judge_scoring):
 transcripts, labels and verdicts are stored and reused the same way; A/B needs `--reference` (audio)
 or `--reference-transcript`.
 """
@@ -28,8 +28,8 @@ from evalsvc.cli.common import (
 from evalsvc.cli.remote import score_remotely
 from evalsvc.engine.types import MODES, AudioPair
 from evalsvc.errors import InvalidParameter
+from evalsvc.judge_scoring import JudgedPair, JudgeService, judge_payload
 from evalsvc.judges.judges import JUDGE_IDS
-from evalsvc.judges.service import JudgedPair, JudgeService, judge_payload
 from evalsvc.scoring import LazyEngine, ResultCache, result_payload, score_pairs
 from evalsvc.settings import Settings
 from evalsvc.store import Store

@@ -79,7 +79,7 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 def run_heads(args: argparse.Namespace, settings: Settings) -> int:
     from evalsvc.training.heads_fit import FitConfig
-    from evalsvc.training.service import HeadsJob, train_heads
+    from evalsvc.training.heads_job import HeadsJob, train_heads
 
     if args.teacher is not None and args.run is not None:
         return fail(

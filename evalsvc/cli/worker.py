@@ -1,8 +1,8 @@
-"""`evalsvc worker` (also `python -m workers`): score bulk-run shards from the RQ queue.
+"""`evalsvc worker` (also `python -m evalsvc worker`): score bulk-run shards from the RQ queue.
 
 One worker is one process on one queue with the model loaded once, at start (or, with
-`EVALSVC_MODEL_URL`, a client of `evalsvc serve`); run several for throughput. See `workers` for why
-it is an RQ `SimpleWorker` and how a worker that dies mid-shard has its job retried.
+`EVALSVC_MODEL_URL`, a client of `evalsvc serve`); run several for throughput. See
+`evalsvc.bulk.rq_worker` for why it is an RQ `SimpleWorker` and how a worker that dies mid-shard has its job retried.
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
-    from workers.worker import run_worker  # rq's worker machinery is needed by this command only
+    from evalsvc.bulk.rq_worker import run_worker  # rq's worker machinery is needed by this command only
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     run_worker(

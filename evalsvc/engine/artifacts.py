@@ -12,31 +12,10 @@ from pathlib import Path
 from evalsvc.engine.fingerprint import build_fingerprint
 from evalsvc.engine.merge_manifest import MANIFEST_FILE
 from evalsvc.engine.profiles import ModelProfile, resolve_profile
+from evalsvc.engine.tiny_layout import TinyModelPaths
 from evalsvc.engine.types import Decoding, ModelFingerprint
 from evalsvc.errors import ModelLoadError
 from evalsvc.settings import Settings
-
-
-@dataclass(frozen=True)
-class TinyModelPaths:
-    """The layout `evalsvc tiny-model DIR` writes: model/, adapter/, heads/ and a completion marker."""
-
-    root: Path
-
-    @property
-    def model(self) -> Path:
-        return self.root / "model"
-
-    @property
-    def adapter(self) -> Path:
-        return self.root / "adapter"
-
-    @property
-    def heads(self) -> Path:
-        return self.root / "heads"
-
-    def complete(self) -> bool:
-        return (self.root / "BUILD_COMPLETE").is_file()
 
 
 @dataclass(frozen=True)

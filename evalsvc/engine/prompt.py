@@ -6,7 +6,6 @@ changes what the model hears, so it must change the version (a test pins the tex
 
 from __future__ import annotations
 
-import hashlib
 import re
 
 from evalsvc.engine.types import DIMENSIONS, SCORE_MAX, SCORE_MIN, PairResult, Scores
@@ -65,11 +64,6 @@ def user_text_pieces() -> tuple[str, str, str]:
     return before, between, after
 
 
-def prompt_text_digest() -> str:
-    """Hash of the prompt text; the tests pin it so a wording change cannot keep an old version."""
-    return hashlib.sha256(render_prompt().encode()).hexdigest()
-
-
 def parse_score_line(text: str) -> Scores | ItemError:
     """Read the four scores from the final non-empty line of a generated assessment.
 
@@ -91,6 +85,15 @@ def parse_score_line(text: str) -> Scores | ItemError:
         if not SCORE_MIN <= value <= SCORE_MAX:
             return ItemError(SCORE_OUT_OF_RANGE, f"{name}={value:g} is outside {SCORE_MIN:g}-{SCORE_MAX:g}")
     return Scores.from_values(values)
+
+
+def reflection_text(assessment: str) -> str:
+    """The assessment without a final `SCORES:` line (kept when it is not a valid score line): the judge's
+    reflection, which training data interleaves and text metrics compare."""
+    lines = assessment.rstrip().splitlines()
+    if lines and isinstance(parse_score_line(lines[-1]), Scores):
+        lines = lines[:-1]
+    return "\n".join(lines).strip()
 
 
 def pair_result(

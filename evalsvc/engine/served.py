@@ -14,7 +14,7 @@ The fingerprint is the configured judge's with the backend in its decoding (serv
 the merged checkpoint's manifest hash): texts from the server never share cache entries with
 in-process ones, while the backbone, and so the heads, stay the same.
 
-Failures follow the LLM client's rules (evalsvc.judges.llm_client): retried with backoff, then an
+Failures follow the LLM client's rules (evalsvc.llm_client): retried with backoff, then an
 unreachable, overloaded, failing or slow server raises its coded `ServiceBusy` error for the whole
 batch (a bulk shard retries it, then the job fails and `bulk resume` picks it up); a request the
 server refuses (400: audio beyond its context, say) fails that pair alone and is not cached.
@@ -35,7 +35,7 @@ from evalsvc.engine.prompt import pair_result
 from evalsvc.engine.served_requests import judge_messages
 from evalsvc.engine.types import MODES, AudioPair, GenerationBackend, ModelFingerprint, PairResult, Scores
 from evalsvc.errors import InvalidParameter, ItemError, LLMReplyError, ModelLoadError
-from evalsvc.judges.llm_client import ApiNames, LLMClient, LLMConfig
+from evalsvc.llm_client import ApiNames, LLMClient, LLMConfig
 from evalsvc.settings import Mode, Settings
 
 if TYPE_CHECKING:

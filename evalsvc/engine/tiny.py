@@ -29,11 +29,11 @@ from transformers import (
 from transformers.utils import logging as transformers_logging
 
 from evalsvc.engine.adapter import lora_config_for, quiet_peft
-from evalsvc.engine.artifacts import TinyModelPaths
 from evalsvc.engine.fingerprint import build_fingerprint
 from evalsvc.engine.heads import HeadsConfig, ScoreHeads
 from evalsvc.engine.profiles import PROFILE_FILE
 from evalsvc.engine.prompt import INSTRUCTION_TEXT, SYSTEM_TEXT
+from evalsvc.engine.tiny_layout import TinyModelPaths
 from evalsvc.engine.types import Decoding
 
 

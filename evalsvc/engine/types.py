@@ -111,7 +111,7 @@ class ModelFingerprint:
 
     @property
     def backbone(self) -> str:
-        return _digest(
+        return json_digest(
             {
                 "model_id": self.model_id,
                 "model_revision": self.model_revision,
@@ -123,7 +123,7 @@ class ModelFingerprint:
 
     @property
     def key(self) -> str:
-        return _digest(
+        return json_digest(
             {
                 "backbone": self.backbone,
                 "heads_sha256": self.heads_sha256,
@@ -158,7 +158,8 @@ class PairResult:
     timings_ms: dict[str, float] = field(default_factory=dict)
 
 
-def _digest(payload: dict[str, Any]) -> str:
+def json_digest(payload: dict[str, Any]) -> str:
+    """sha256 of the canonical JSON of `payload` (sorted keys, no spaces): the fingerprints' keys."""
     canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()
 

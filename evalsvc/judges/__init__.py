@@ -1,7 +1,8 @@
 """The paper's second judge: transcripts (Whisper), emotion labels (Emotion2Vec or any audio
 classifier) and a text LLM behind any OpenAI-compatible API, as MOS, order-alternated A/B, and Stage 3
-descriptive assessments. The components, and `service` (JudgeService), which stores, caches and
-budgets them for the CLI, the HTTP API and the bulk workers (README "The LLM judges").
+descriptive assessments: the model-running components. `evalsvc.judge_scoring` (JudgeService)
+stores, caches and budgets them for the CLI, the HTTP API and the bulk workers (README "The LLM
+judges"); the OpenAI-compatible client is `evalsvc.llm_client`.
 
 Pipeline for a pair of clips: `WhisperTranscriber.transcribe` and `load_emotion_labeller(...).label`
 once per clip (keyed by audio sha256 and the model's `provenance.key`), then `LLMJudge(spec,
@@ -37,9 +38,9 @@ from evalsvc.judges.ledger import (
     summarize_ab,
     summarize_mos,
 )
-from evalsvc.judges.llm_client import LLMCall, LLMClient, LLMConfig, LLMReply, Prices
 from evalsvc.judges.prompts import JUDGE_KINDS, LANGUAGES, PROMPT_VERSIONS, TurnInput
 from evalsvc.judges.provenance import ModelProvenance
+from evalsvc.llm_client import LLMCall, LLMClient, LLMConfig, LLMReply, Prices
 
 __all__ = [
     "EMOTION2VEC_LABELS",

@@ -18,8 +18,8 @@ from typing import Any
 
 from evalsvc.judges.emotions import EmotionLabel
 from evalsvc.judges.judges import JudgeSpec, PairTexts, judge_prompts
-from evalsvc.judges.llm_client import LLMConfig
 from evalsvc.judges.prompts import TurnInput
+from evalsvc.llm_client import LLMConfig
 
 # Answer sizes: a JSON object with one small integer; a Stage 3 assessment (two captions, three
 # paragraphs, a few suggestions: ~250 English words, ~400 Chinese characters).

@@ -12,10 +12,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from evalsvc.engine.types import _digest
+from evalsvc.engine.types import json_digest
 from evalsvc.judges.judges import JudgeSpec
-from evalsvc.judges.llm_client import LLMConfig
 from evalsvc.judges.provenance import ModelProvenance, installed
+from evalsvc.llm_client import LLMConfig
 
 
 @dataclass(frozen=True)
@@ -33,7 +33,7 @@ class JudgeFingerprint:
 
     @property
     def key(self) -> str:
-        return _digest(
+        return json_digest(
             {
                 "judge": self.judge,
                 "llm_base_url": self.llm_base_url,

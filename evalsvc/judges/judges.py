@@ -23,7 +23,6 @@ from evalsvc.errors import (
     LLMServerError,
     LLMTimeout,
 )
-from evalsvc.judges.llm_client import LLMCall, LLMClient
 from evalsvc.judges.prompts import (
     JUDGE_KINDS,
     PROMPT_VERSIONS,
@@ -43,6 +42,7 @@ from evalsvc.judges.replies import (
     parse_reply,
     response_format,
 )
+from evalsvc.llm_client import LLMCall, LLMClient
 
 EMOTION_SUFFIX = "+emotion"
 JUDGE_IDS: tuple[str, ...] = tuple(

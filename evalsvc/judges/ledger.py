@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from evalsvc.judges.judges import ABResult, JudgeResult, MosResult
-from evalsvc.judges.llm_client import LLMCall
+from evalsvc.llm_client import LLMCall
 
 
 @dataclass(frozen=True)

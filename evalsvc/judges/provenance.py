@@ -16,7 +16,7 @@ from typing import Any
 
 from evalsvc.engine.fingerprint import package_versions, resolve_checkpoint
 from evalsvc.engine.hashing import checkpoint_weights_sha256, sha256_files
-from evalsvc.engine.types import _digest
+from evalsvc.engine.types import json_digest
 
 _FUNASR_FILES = ("config.yaml", "model.pt", "tokens.txt")
 
@@ -39,7 +39,7 @@ class ModelProvenance:
 
     @property
     def key(self) -> str:
-        return _digest(
+        return json_digest(
             {
                 "role": self.role,
                 "backend": self.backend,

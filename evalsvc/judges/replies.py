@@ -25,7 +25,7 @@ from pydantic import (
 )
 
 from evalsvc.errors import LLMRefused, LLMReplyEchoesTemplate, LLMReplyUnreadable
-from evalsvc.judges.llm_client import LLMReply
+from evalsvc.llm_client import LLMReply
 
 
 def _choice(*values: int) -> Any:

@@ -12,11 +12,13 @@
 
 Every entry point takes a session and the caller's tenant (None: the local CLI, which sees the whole
 database) and answers `NotFound` for runs and label sets outside it. Aggregates are computed by the
-database (`queries`); statistics over whole vectors (`stats`) get only the columns they need.
+database (`evalsvc.store.report_queries`); statistics over whole vectors (`evalsvc.stats`) get only the columns they need.
+Tenancy (which runs and label sets a caller sees) is `evalsvc.store.scope`.
 
-Modules: `scope` (tenancy), `queries` (the SELECTs), `stats`, `schemas` (result models), `summary`,
-`compare`, `agreement`, `labels` (label import), `text_agreement` (references and teacher texts) with
-`text_metrics` (the metrics), `export`, `tables` (text and HTML tables), `plots`, `html`. Front ends: `evalsvc.cli.report`, `evalsvc.cli.labels` and `evalsvc.api.reports`.
+Modules: `schemas` (result models), `summary`, `compare`, `agreement`, `labels` (label import),
+`text_agreement` (references and teacher texts) with `text_metrics` (the metrics), `export`, `tables`
+(text and HTML tables), `plots`, `html`. Front ends: `evalsvc.cli.report`, `evalsvc.cli.labels` and
+`evalsvc.api.report_routes`.
 """
 
 from evalsvc.reports.agreement import agreement_report, labelled_scores, teacher_scores
@@ -24,8 +26,8 @@ from evalsvc.reports.compare import compare
 from evalsvc.reports.export import export_batches, write_export
 from evalsvc.reports.html import run_report_html
 from evalsvc.reports.labels import import_labels
-from evalsvc.reports.queries import Side
 from evalsvc.reports.summary import leaderboards, run_summary
+from evalsvc.store.report_queries import Side
 
 __all__ = [
     "Side",

@@ -36,7 +36,9 @@ from sqlalchemy import Subquery
 from sqlalchemy.orm import Session
 
 from evalsvc.errors import InvalidParameter
-from evalsvc.reports.queries import (
+from evalsvc.reports.schemas import AgreementFigures, AgreementReport, AgreementRow, SystemMeans
+from evalsvc.stats import MIN_CORRELATION_POINTS, agreement
+from evalsvc.store.report_queries import (
     DIMENSIONS,
     SCORE_COLUMNS,
     Match,
@@ -45,9 +47,7 @@ from evalsvc.reports.queries import (
     labelled_pairs,
     teacher_means,
 )
-from evalsvc.reports.schemas import AgreementFigures, AgreementReport, AgreementRow, SystemMeans
-from evalsvc.reports.scope import label_set_for, run_for
-from evalsvc.reports.stats import MIN_CORRELATION_POINTS, agreement
+from evalsvc.store.scope import get_run, label_set_for
 
 ROWS = (*DIMENSIONS, "avg", "overall")
 
@@ -73,7 +73,7 @@ class LabelledScores:
 def labelled_scores(
     session: Session, run_id: int, label_set: str, tenant_id: int | None, match: Match = "item"
 ) -> LabelledScores:
-    run_for(session, run_id, tenant_id)
+    get_run(session, run_id, tenant_id=tenant_id)
     labels = label_set_for(session, label_set, tenant_id)
     return _scores_against(session, run_id, labels.name, human_means(labels.id, match), match)
 
@@ -83,8 +83,8 @@ def teacher_scores(
 ) -> LabelledScores:
     """The run's scores beside a teacher run's, in the shape of `labelled_scores` (the teacher in
     `human`), for `agreement_report`."""
-    run_for(session, run_id, tenant_id)
-    run_for(session, teacher_run_id, tenant_id)
+    get_run(session, run_id, tenant_id=tenant_id)
+    get_run(session, teacher_run_id, tenant_id=tenant_id)
     scores = _scores_against(
         session, run_id, f"run {teacher_run_id}", teacher_means(teacher_run_id, match), match
     )

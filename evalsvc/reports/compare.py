@@ -25,10 +25,10 @@ import numpy as np
 from sqlalchemy.orm import Session
 
 from evalsvc.errors import InvalidParameter
-from evalsvc.reports.queries import SCORE_COLUMNS, PairBy, Side, count_rows, paired_scores, side_scores
 from evalsvc.reports.schemas import Comparison, DimensionComparison, SideRef
-from evalsvc.reports.scope import run_for
-from evalsvc.reports.stats import bootstrap_means, percentile_interval, wilcoxon_p
+from evalsvc.stats import bootstrap_means, percentile_interval, wilcoxon_p
+from evalsvc.store.report_queries import SCORE_COLUMNS, PairBy, Side, count_rows, paired_scores, side_scores
+from evalsvc.store.scope import get_run
 
 DEFAULT_RESAMPLES = 10_000
 MAX_RESAMPLES = 100_000
@@ -76,8 +76,8 @@ def compare(
         raise InvalidParameter(f"resamples must lie in 1-{MAX_RESAMPLES}, not {resamples}")
     if seed < 0:
         raise InvalidParameter(f"the seed must be 0 or more, not {seed}")
-    run_for(session, a.run_id, tenant_id)
-    run_for(session, b.run_id, tenant_id)
+    get_run(session, a.run_id, tenant_id=tenant_id)
+    get_run(session, b.run_id, tenant_id=tenant_id)
     pair_by = pair_by or ("query" if a.system != b.system else "item")
     side_a, side_b = side_scores(a, pair_by, dataset), side_scores(b, pair_by, dataset)
     rows = sorted(session.execute(paired_scores(side_a, side_b)), key=lambda row: row[0])

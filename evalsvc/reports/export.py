@@ -18,8 +18,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from sqlalchemy.orm import Session
 
-from evalsvc.reports.queries import EXPORT_COLUMNS, export_rows
-from evalsvc.reports.scope import runs_for
+from evalsvc.store.report_queries import EXPORT_COLUMNS, export_rows
+from evalsvc.store.scope import runs_for
 
 ExportFormat = Literal["csv", "jsonl", "parquet"]
 EXPORT_FORMATS: tuple[ExportFormat, ...] = ("csv", "jsonl", "parquet")

@@ -19,7 +19,6 @@ from sqlalchemy.orm import Session
 from evalsvc import __version__
 from evalsvc.reports.agreement import agreement_report, labelled_scores
 from evalsvc.reports.plots import distributions_png, radar_png, scatter_png
-from evalsvc.reports.queries import Match
 from evalsvc.reports.summary import leaderboards, run_summary
 from evalsvc.reports.tables import (
     Table,
@@ -27,6 +26,7 @@ from evalsvc.reports.tables import (
     leaderboard_tables,
     summary_tables,
 )
+from evalsvc.store.report_queries import Match
 
 _STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 72em; color: #222; }

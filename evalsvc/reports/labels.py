@@ -25,14 +25,14 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, NoReturn
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from evalsvc.errors import LabelsInvalid
-from evalsvc.reports.queries import DIMENSIONS
-from evalsvc.reports.scope import run_for
 from evalsvc.rowfiles import csv_rows, jsonl_rows
-from evalsvc.store import HumanLabelSpec, Result, RunItem, create_label_set, upsert_labels
+from evalsvc.store import HumanLabelSpec, create_label_set, upsert_labels
+from evalsvc.store.report_queries import DIMENSIONS
+from evalsvc.store.run_records import item_audio_hashes
+from evalsvc.store.scope import get_run
 
 _FORMATS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".csv": "csv"}
 _MAX_KEY = 200  # run_items.item_key
@@ -65,7 +65,7 @@ def import_labels(
     """Check the whole file, then create the label set `name` and store its ratings."""
     labels, problems = parse_labels(_read(path), _format(path))
     if run_id is not None and labels:
-        run_for(session, run_id, tenant_id)
+        get_run(session, run_id, tenant_id=tenant_id)
         labels, missing = _with_audio(session, run_id, labels)
         problems += missing
     if problems or not labels:
@@ -159,14 +159,7 @@ def _with_audio(
     An item of the run without a result yet (failed, pending) keeps its label without hashes: it
     still matches by item key, and a label for it is no mistake.
     """
-    hashes = {
-        key: (query, response)
-        for key, query, response in session.execute(
-            select(RunItem.item_key, Result.query_sha256, Result.response_sha256)
-            .outerjoin(Result, RunItem.result_id == Result.id)
-            .where(RunItem.run_id == run_id)
-        )
-    }
+    hashes = item_audio_hashes(session, run_id)
     found, problems = [], []
     for line, label in labels:
         if label.item_key not in hashes:

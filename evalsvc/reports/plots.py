@@ -25,9 +25,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from evalsvc.reports.agreement import LabelledScores
-from evalsvc.reports.queries import DIMENSIONS, SCORE_COLUMNS
 from evalsvc.reports.schemas import Leaderboard, RunSummary
-from evalsvc.reports.stats import BIN_EDGES
+from evalsvc.stats import BIN_EDGES
+from evalsvc.store.report_queries import DIMENSIONS, SCORE_COLUMNS
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure

@@ -11,14 +11,14 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from evalsvc.reports.stats import Agreement, Description
+from evalsvc.stats import Agreement, Description
 
 
-class _Report(BaseModel):
+class ReportBase(BaseModel):
     model_config = ConfigDict(frozen=True)
 
 
-class ScoreStats(_Report):
+class ScoreStats(ReportBase):
     """One dimension over a group: mean with its t-distribution 95% CI, spread and distribution."""
 
     n: int
@@ -41,7 +41,7 @@ class ScoreStats(_Report):
         )
 
 
-class GroupSummary(_Report):
+class GroupSummary(ReportBase):
     """The items of one group (a whole run, or one system, dataset or query emotion of it)."""
 
     key: str | None
@@ -54,7 +54,7 @@ class GroupSummary(_Report):
     scores: dict[str, ScoreStats]
 
 
-class RunSummary(_Report):
+class RunSummary(ReportBase):
     run_id: int
     run_name: str
     mode: str
@@ -68,14 +68,14 @@ class RunSummary(_Report):
     by_emotion: list[GroupSummary]
 
 
-class LeaderboardRow(_Report):
+class LeaderboardRow(ReportBase):
     rank: int
     system: str | None
     n: int
     scores: dict[str, ScoreStats]
 
 
-class Leaderboard(_Report):
+class Leaderboard(ReportBase):
     """The systems of one dataset, like the paper's Table 5."""
 
     dataset: str | None
@@ -84,19 +84,19 @@ class Leaderboard(_Report):
     rows: list[LeaderboardRow]
 
 
-class Leaderboards(_Report):
+class Leaderboards(ReportBase):
     runs: list[int]
     """The runs asked for; empty: every run the caller can see."""
     sort: str
     leaderboards: list[Leaderboard]
 
 
-class SideRef(_Report):
+class SideRef(ReportBase):
     run_id: int
     system: str | None
 
 
-class DimensionComparison(_Report):
+class DimensionComparison(ReportBase):
     """A minus B on one dimension over the paired items."""
 
     mean_a: float | None
@@ -116,7 +116,7 @@ class DimensionComparison(_Report):
     wilcoxon_p: float | None
 
 
-class Comparison(_Report):
+class Comparison(ReportBase):
     a: SideRef
     b: SideRef
     pair_by: Literal["item", "query"]
@@ -130,7 +130,7 @@ class Comparison(_Report):
     dimensions: dict[str, DimensionComparison]
 
 
-class AgreementFigures(_Report):
+class AgreementFigures(ReportBase):
     n: int
     lcc: float | None
     srcc: float | None
@@ -142,7 +142,7 @@ class AgreementFigures(_Report):
         return cls(n=figures.n, lcc=figures.lcc, srcc=figures.srcc, ktau=figures.ktau, mse=figures.mse)
 
 
-class AgreementRow(_Report):
+class AgreementRow(ReportBase):
     """One row of the paper's Table 4: a dimension at utterance and at system level."""
 
     dimension: str
@@ -150,14 +150,14 @@ class AgreementRow(_Report):
     system: AgreementFigures
 
 
-class SystemMeans(_Report):
+class SystemMeans(ReportBase):
     system: str | None
     n: int
     model: dict[str, float | None]
     human: dict[str, float | None]
 
 
-class AgreementReport(_Report):
+class AgreementReport(ReportBase):
     run_id: int
     label_set: str
     match: Literal["item", "audio"]

@@ -15,13 +15,6 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from evalsvc.errors import InvalidParameter
-from evalsvc.reports.queries import (
-    SCORE_COLUMNS,
-    leaderboard_cells,
-    moments_of,
-    plan_for_aggregates,
-    summary_cells,
-)
 from evalsvc.reports.schemas import (
     GroupSummary,
     Leaderboard,
@@ -30,9 +23,16 @@ from evalsvc.reports.schemas import (
     RunSummary,
     ScoreStats,
 )
-from evalsvc.reports.scope import run_for, runs_for
-from evalsvc.reports.stats import BIN_LABELS, Moments, describe
+from evalsvc.stats import BIN_LABELS, Moments, describe
 from evalsvc.store import ItemStatus
+from evalsvc.store.report_queries import (
+    SCORE_COLUMNS,
+    leaderboard_cells,
+    moments_of,
+    plan_for_aggregates,
+    summary_cells,
+)
+from evalsvc.store.scope import get_run, runs_for
 
 SORT_KEYS = ("avg", "NS", "WA", "EU", "ES", "system", "n")
 
@@ -72,7 +72,7 @@ class _Tally:
 
 def run_summary(session: Session, run_id: int, tenant_id: int | None) -> RunSummary:
     """Counts, per-dimension mean with 95% CI, distribution and failures of one run, with breakdowns."""
-    run = run_for(session, run_id, tenant_id)
+    run = get_run(session, run_id, tenant_id=tenant_id)
     plan_for_aggregates(session)
     overall = _Tally(histogram=True)
     by: dict[str, dict[str | None, _Tally]] = {name: {} for name in ("system", "dataset", "emotion")}

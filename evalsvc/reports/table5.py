@@ -14,15 +14,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from evalsvc.errors import InvalidParameter
-from evalsvc.reports.schemas import _Report
-from evalsvc.reports.scope import run_for
-from evalsvc.reports.stats import bootstrap_means, percentile_interval
-from evalsvc.store import ItemStatus, Run, RunItem
-from evalsvc.store.models import EMPATHYEVAL_JUDGE, LLMVerdict
+from evalsvc.reports.schemas import ReportBase
+from evalsvc.stats import bootstrap_means, percentile_interval
+from evalsvc.store.models import EMPATHYEVAL_JUDGE
+from evalsvc.store.report_queries import done_scores, done_systems, done_verdicts, group_members
+from evalsvc.store.scope import get_run
 
 EMPATHYEVAL_COLUMNS = ("NS", "WA", "EU", "ES", "avg")
 LLM_COLUMNS: dict[str, tuple[str, str]] = {
@@ -32,7 +31,7 @@ LLM_COLUMNS: dict[str, tuple[str, str]] = {
 RESAMPLES = 2000
 
 
-class Figure(_Report):
+class Figure(ReportBase):
     """A mean over a system's judged items with its bootstrap 95% CI (None where there are none)."""
 
     n: int
@@ -41,7 +40,7 @@ class Figure(_Report):
     ci_high: float | None
 
 
-class Table5Row(_Report):
+class Table5Row(ReportBase):
     system: str
     empathyeval: dict[str, Figure]
     """NS, WA, EU, ES, avg."""
@@ -49,7 +48,7 @@ class Table5Row(_Report):
     """'LLM' / 'LLM+emotion' -> 'AB_Score', 'MOS', 'flip_rate'."""
 
 
-class Table5(_Report):
+class Table5(ReportBase):
     runs: dict[str, int]
     """judge id -> the run it was read from."""
     dataset: str | None
@@ -69,7 +68,9 @@ def table5(
         raise InvalidParameter("give a run (--run RUN): any run of a group judged by several judges")
     runs = _group_runs(session, run_ids, tenant_id)
     rng = np.random.default_rng(seed)
-    systems = sorted({system for run_id in runs.values() for system in _systems(session, run_id, dataset)})
+    systems = sorted(
+        {system for run_id in runs.values() for system in done_systems(session, run_id, dataset)}
+    )
     if not systems:
         raise InvalidParameter(f"the runs {', '.join(map(str, runs.values()))} have no judged item")
     rows = []
@@ -94,8 +95,8 @@ def table5(
 def _group_runs(session: Session, run_ids: Sequence[int], tenant_id: int | None) -> dict[str, int]:
     found: dict[str, int] = {}
     for run_id in dict.fromkeys(run_ids):
-        run = run_for(session, run_id, tenant_id)
-        members = [run] if run.group_id is None else _members(session, run.group_id, tenant_id)
+        run = get_run(session, run_id, tenant_id=tenant_id)
+        members = [run] if run.group_id is None else group_members(session, run.group_id, tenant_id)
         for member in members:
             if found.get(member.judge, member.id) != member.id:
                 raise InvalidParameter(
@@ -105,45 +106,17 @@ def _group_runs(session: Session, run_ids: Sequence[int], tenant_id: int | None)
     return found
 
 
-def _members(session: Session, group_id: int, tenant_id: int | None) -> list[Run]:
-    query = select(Run).where((Run.id == group_id) | (Run.group_id == group_id)).order_by(Run.id)
-    if tenant_id is not None:
-        query = query.where(Run.tenant_id == tenant_id)
-    return list(session.scalars(query))
-
-
-def _done(run_id: int, system: str | None, dataset: str | None) -> list[object]:
-    conditions: list[object] = [RunItem.run_id == run_id, RunItem.status == ItemStatus.DONE]
-    if system is not None:
-        conditions.append(RunItem.system == system)
-    if dataset is not None:
-        conditions.append(RunItem.dataset == dataset)
-    return conditions
-
-
-def _systems(session: Session, run_id: int, dataset: str | None) -> list[str]:
-    query = select(RunItem.system).where(*_done(run_id, None, dataset)).distinct()  # type: ignore[arg-type]
-    return [system for system in session.scalars(query) if system is not None]
-
-
 def _scores(session: Session, run_id: int, system: str, dataset: str | None) -> np.ndarray:
-    query = select(RunItem.ns, RunItem.wa, RunItem.eu, RunItem.es, RunItem.avg).where(
-        *_done(run_id, system, dataset),  # type: ignore[arg-type]
-        RunItem.avg.is_not(None),
-    )
-    return np.array(session.execute(query).all(), dtype=np.float64).reshape(-1, 5)
+    return np.array(done_scores(session, run_id, system, dataset), dtype=np.float64).reshape(-1, 5)
 
 
 def _verdicts(session: Session, run_id: int | None, system: str, dataset: str | None) -> np.ndarray:
     """(verdict, flipped as 0/1) per judged item of the system; no rows without the run."""
     if run_id is None:
         return np.empty((0, 2))
-    query = (
-        select(RunItem.verdict, LLMVerdict.flipped)
-        .join(LLMVerdict, LLMVerdict.id == RunItem.verdict_id)
-        .where(*_done(run_id, system, dataset), RunItem.verdict.is_not(None))  # type: ignore[arg-type]
-    )
-    rows = [(value, float(bool(flipped))) for value, flipped in session.execute(query)]
+    rows = [
+        (value, float(bool(flipped))) for value, flipped in done_verdicts(session, run_id, system, dataset)
+    ]
     return np.array(rows, dtype=np.float64).reshape(-1, 2)
 
 

@@ -11,7 +11,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from evalsvc.reports.queries import DIMENSIONS, SCORE_COLUMNS
 from evalsvc.reports.schemas import (
     AgreementFigures,
     AgreementReport,
@@ -22,6 +21,7 @@ from evalsvc.reports.schemas import (
     ScoreStats,
 )
 from evalsvc.reports.table5 import EMPATHYEVAL_COLUMNS, LLM_COLUMNS, Figure, Table5
+from evalsvc.store.report_queries import DIMENSIONS, SCORE_COLUMNS
 
 MISSING = "-"
 

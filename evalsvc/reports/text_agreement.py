@@ -29,14 +29,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from evalsvc.errors import InvalidParameter, ReferencesInvalid
-from evalsvc.reports.scope import run_for
 from evalsvc.reports.text_metrics import keyed_text_agreement, ser_accuracy
 from evalsvc.rowfiles import file_rows, problems_message
-from evalsvc.store import Result, RunItem
+from evalsvc.store.run_records import item_assessments
+from evalsvc.store.scope import get_run
 
 _MAX_KEY = 200  # run_items.item_key
 
@@ -53,15 +52,9 @@ class Texts:
 def run_texts(session: Session, run_id: int, tenant_id: int | None) -> Texts:
     """The assessments and emotion labels of a run's items, by item key (items without either are
     left out)."""
-    run_for(session, run_id, tenant_id)
+    get_run(session, run_id, tenant_id=tenant_id)
     texts = Texts(f"run {run_id}")
-    statement = (
-        select(RunItem.item_key, RunItem.emotion, Result.assessment)
-        .select_from(RunItem)
-        .outerjoin(Result, RunItem.result_id == Result.id)
-        .where(RunItem.run_id == run_id)
-    )
-    for key, emotion, assessment in session.execute(statement):
+    for key, emotion, assessment in item_assessments(session, run_id):
         if assessment and assessment.strip():
             texts.assessments[key] = [assessment]
         if emotion:

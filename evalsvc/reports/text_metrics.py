@@ -45,8 +45,8 @@ from pycocoevalcap.rouge.rouge import Rouge
 from pycocoevalcap.tokenizer import ptbtokenizer
 from sklearn.metrics import accuracy_score, balanced_accuracy_score
 
+from evalsvc.engine.prompt import reflection_text
 from evalsvc.errors import InvalidParameter
-from evalsvc.training.datasets import reflection_text
 
 BLEU = ("BLEU-1", "BLEU-2", "BLEU-3", "BLEU-4")
 METRICS = (*BLEU, "METEOR", "ROUGE-L", "CIDEr-D", "SPICE", "SPIDEr", "FENSE")

@@ -7,12 +7,14 @@ with a session; callers never write SQL:
     with store.session() as session:
         hits = find_results(session, keys)
 
-Modules: `db` (engines, sessions, SQLite pragmas), `models` (the schema), `migrate` (Alembic),
+Modules: `connection` (URLs, engines, SQLite pragmas), `handle` (the `Store`: sessions),
+`models` (the schema), `migrate` (Alembic; its environment and revisions are the package data in
+`migrations/`),
 `upsert` (batched ON CONFLICT for both backends), and one repository module per area: `results`,
 `runs`, `labels`, `tenants`, `judging` (the LLM judges' transcripts, labels, verdicts and ledger).
 """
 
-from evalsvc.store.db import Store
+from evalsvc.store.handle import Store
 from evalsvc.store.labels import HumanLabelSpec, create_label_set, upsert_labels
 from evalsvc.store.models import (
     ApiKey,
@@ -45,7 +47,6 @@ from evalsvc.store.runs import (
     RunItemSpec,
     add_run_items,
     create_run,
-    pending_items,
     record_outcomes,
     refresh_run_counts,
 )
@@ -80,7 +81,6 @@ __all__ = [
     "get_result",
     "grant_results",
     "issue_api_key",
-    "pending_items",
     "record_outcomes",
     "refresh_run_counts",
     "result_ids",

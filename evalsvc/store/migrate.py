@@ -1,7 +1,7 @@
 """Schema migrations through Alembic, driven from code so they work from any working directory.
 
-The Alembic environment is the top-level `migrations/` directory of the source tree (next to the
-`evalsvc` package; `pip install -e .` keeps it there). The configuration is built here rather than
+The Alembic environment is `evalsvc/store/migrations/`, package data installed with the code, so
+any install (editable or not, a wheel, the Docker image) can migrate. The configuration is built here rather than
 read from `alembic.ini`, which only serves people running the `alembic` tool from the repository
 root; both end in `migrations/env.py`, which takes the URL given here or else `Settings`.
 
@@ -27,9 +27,9 @@ from sqlalchemy import Engine
 from sqlalchemy.engine import URL
 
 from evalsvc.errors import ConfigurationError, InvalidParameter, StoreSchemaOutdated, StoreUnavailable
-from evalsvc.store.db import create_db_engine, parse_database_url, sqlite_path, translate_errors
+from evalsvc.store.connection import create_db_engine, parse_database_url, sqlite_path, translate_errors
 
-MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "migrations"
+MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 URL_ATTRIBUTE = "evalsvc_database_url"
 
 
@@ -37,8 +37,8 @@ def alembic_config(url: str | URL | None = None) -> Config:
     """An Alembic config for `url` (None: `Settings`), usable with every `alembic.command` function."""
     if not (MIGRATIONS_DIR / "env.py").is_file():
         raise ConfigurationError(
-            f"the migrations directory is missing (expected {MIGRATIONS_DIR}); "
-            "install evalsvc from its source tree with `pip install -e .`"
+            f"the migrations directory is missing (expected {MIGRATIONS_DIR}): "
+            "this evalsvc installation is incomplete; reinstall it"
         )
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS_DIR))

@@ -67,8 +67,6 @@ EMPATHYEVAL_JUDGE = "empathyeval"
 MODES: tuple[str, ...] = get_args(Mode)
 _MODE_CHECK = "mode IN ({})".format(", ".join(f"'{mode}'" for mode in MODES))
 
-MAX_RUN_ID = 2**31 - 1
-"""runs.id is a 32-bit integer: a larger id cannot exist, and PostgreSQL refuses to compare with one."""
 # 64-bit ids where rows can number in the hundreds of millions; SQLite only auto-assigns ids to a
 # column declared exactly INTEGER PRIMARY KEY (its 64-bit rowid), so it gets INTEGER there.
 BigId = BigInteger().with_variant(Integer(), "sqlite")
@@ -154,6 +152,16 @@ class ModelVersion(Base):
     packages: Mapped[dict[str, Any]]
     created_at: Mapped[datetime] = mapped_column(server_default=func.now())
 
+    def provenance(self) -> dict[str, Any]:
+        """The fingerprint as `ModelFingerprint.to_dict()` gives it (and `/v1/results` shows it)."""
+        return {name: getattr(self, name) for name in PROVENANCE_FIELDS}
+
+
+PROVENANCE_FIELDS: tuple[str, ...] = tuple(
+    column.name for column in ModelVersion.__table__.columns if column.name not in ("id", "created_at")
+)
+"""The fields of `ModelFingerprint.to_dict()`: one column each, under the same name."""
+
 
 class Result(Base):
     """One judged pair. Immutable once written: the content key fixes every input it depends on."""
@@ -182,6 +190,13 @@ class Result(Base):
     query_duration_s: Mapped[float | None] = mapped_column(Float)
     response_duration_s: Mapped[float | None] = mapped_column(Float)
     created_at: Mapped[datetime] = mapped_column(server_default=func.now())
+
+    def score_values(self) -> dict[str, float] | None:
+        """NS, WA, EU, ES and avg, or None unless all four were scored (an assessment-only result, or
+        a generation without a valid score line, has none): every reader of stored scores asks here."""
+        if self.ns is None or self.wa is None or self.eu is None or self.es is None:
+            return None
+        return {"NS": self.ns, "WA": self.wa, "EU": self.eu, "ES": self.es, "avg": self.avg}  # type: ignore[dict-item]
 
 
 class TenantResult(Base):
@@ -273,7 +288,7 @@ class RunItem(Base):
         BigId, ForeignKey("llm_verdicts.id", ondelete="SET NULL"), index=True
     )
     verdict: Mapped[float | None] = mapped_column(Float)
-    # The claim of the shard runner scoring this pending item now (`evalsvc.bulk.leases`): who holds it
+    # The claim of the shard runner scoring this pending item now (`evalsvc.store.item_leases`): who holds it
     # and until when, in seconds since the epoch on the database's clock. Cleared when it is recorded.
     lease_holder: Mapped[str | None] = mapped_column(String(64))
     lease_expires_at: Mapped[float | None] = mapped_column(Float)

@@ -21,7 +21,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from evalsvc.errors import NotFound
-from evalsvc.store.models import Base, ModelVersion, Result, Tenant, TenantResult
+from evalsvc.store.models import PROVENANCE_FIELDS, Base, ModelVersion, Result, Tenant, TenantResult
 from evalsvc.store.pgcopy import copy_results
 from evalsvc.store.upsert import upsert
 
@@ -70,22 +70,7 @@ def content_key(query_sha256: str, response_sha256: str, fingerprint_key: str, m
 def ensure_model_version(session: Session, fingerprint: Fingerprint) -> int:
     """Id of the model version row for `fingerprint`, inserting it with its full provenance if new."""
     provenance = fingerprint.to_dict()
-    return ensure_version_row(
-        session,
-        {
-            "fingerprint": fingerprint.key,
-            "backbone": provenance["backbone"],
-            "model_id": provenance["model_id"],
-            "model_revision": provenance["model_revision"],
-            "weights_sha256": provenance["weights_sha256"],
-            "adapter_sha256": provenance["adapter_sha256"],
-            "heads_sha256": provenance["heads_sha256"],
-            "prompt_version": provenance["prompt_version"],
-            "profile": provenance["profile"],
-            "decoding": provenance["decoding"],
-            "packages": provenance["packages"],
-        },
-    )
+    return ensure_version_row(session, {name: provenance[name] for name in PROVENANCE_FIELDS})
 
 
 def ensure_version_row(session: Session, row: Mapping[str, Any]) -> int:

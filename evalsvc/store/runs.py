@@ -90,17 +90,6 @@ def add_run_items(session: Session, run_id: int, items: Sequence[RunItemSpec]) -
     return refresh_run_counts(session, run_id).item_count
 
 
-def pending_items(session: Session, run_id: int, *, limit: int | None = None) -> list[RunItem]:
-    """Items of the run not yet done or failed, in submission order."""
-    query = (
-        select(RunItem)
-        .where(RunItem.run_id == run_id, RunItem.status == ItemStatus.PENDING)
-        .order_by(RunItem.id)
-        .limit(limit)
-    )
-    return list(session.scalars(query))
-
-
 # run_items column -> the results column it holds a copy of (see `RunItem`).
 RESULT_COPIES = {
     "ns": Result.ns,
@@ -117,7 +106,7 @@ def record_outcomes(session: Session, outcomes: Sequence[ItemOutcome]) -> tuple[
     """Mark items done (linked to their result) or failed (with the error); (done, failed) counts.
 
     Only items still pending are written: an item another runner of the same shard recorded first
-    keeps that outcome and its attempt count (see `evalsvc.bulk.leases`), so a slow runner never
+    keeps that outcome and its attempt count (see `evalsvc.store.item_leases`), so a slow runner never
     overwrites a finished run. The same batched UPDATE clears the item's lease and copies the linked
     result's scores onto it (NULL for a failed item), read from `results` by the database rather than
     passed in, so a copy always matches its result.

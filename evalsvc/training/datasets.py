@@ -34,9 +34,10 @@ from typing import Any, Literal, TypeVar, get_args
 
 from sqlalchemy.orm import Session
 
-from evalsvc.engine.prompt import INSTRUCTION_TEXT, SYSTEM_TEXT, parse_score_line
+from evalsvc.engine.prompt import INSTRUCTION_TEXT, SYSTEM_TEXT, parse_score_line, reflection_text
 from evalsvc.engine.types import Scores
 from evalsvc.errors import InvalidParameter, NothingToBuild
+from evalsvc.store.item_streams import ItemRow, item_keys, stream_items
 from evalsvc.training.codec import TokenCodec
 from evalsvc.training.formats import (
     AUDIO_PLACEHOLDER,
@@ -58,7 +59,6 @@ from evalsvc.training.interleave import (
     response_only,
     speech_text_stream,
 )
-from evalsvc.training.sources import ItemRow, item_keys, stream_items
 from evalsvc.training.texts import ItemTexts, TextSource
 
 Variant = Literal["reempathy", "cotbs", "plain"]
@@ -163,14 +163,6 @@ def check_name(name: str) -> str:
     if not name or not all(char.isalnum() or char in "_.-" for char in name) or name.startswith("."):
         raise InvalidParameter(f"dataset name {name!r} must be letters, digits, '_', '.' or '-'")
     return name
-
-
-def reflection_text(assessment: str) -> str:
-    """The assessment without a final `SCORES:` line (kept when it is not a valid score line)."""
-    lines = assessment.rstrip().splitlines()
-    if lines and isinstance(parse_score_line(lines[-1]), Scores):
-        lines = lines[:-1]
-    return "\n".join(lines).strip()
 
 
 def response_stream(codec: TokenCodec, text_ids: Sequence[int], texts: ItemTexts) -> list[int]:

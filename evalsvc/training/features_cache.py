@@ -26,7 +26,7 @@ from evalsvc.audio import AudioLimits, decode_audio
 from evalsvc.engine.heads import Pooling
 from evalsvc.engine.types import AudioPair
 from evalsvc.errors import AudioError
-from evalsvc.training.sources import LabeledItem
+from evalsvc.store.item_streams import LabeledItem
 
 FeatureFn = Callable[[Sequence[AudioPair]], np.ndarray]
 

@@ -30,7 +30,7 @@ import torch
 from evalsvc.engine.heads import HeadsConfig, Pooling, ScoreHeads
 from evalsvc.engine.types import DIMENSIONS, SCORE_MAX, SCORE_MIN
 from evalsvc.errors import InvalidParameter
-from evalsvc.reports.stats import agreement
+from evalsvc.stats import agreement
 
 METRICS_FILE = "metrics.json"
 MIN_ITEMS = 10
@@ -128,7 +128,7 @@ def _train(
 
 def agreement_by_dimension(predicted: np.ndarray, labels: np.ndarray) -> dict[str, dict[str, Any]]:
     """LCC, SRCC, KTAU and MSE per dimension and over all four pooled, defined as in the agreement
-    report (`evalsvc.reports.stats.agreement`: None where undefined, e.g. a constant column)."""
+    report (`evalsvc.stats.agreement`: None where undefined, e.g. a constant column)."""
     columns = {name: (predicted[:, i], labels[:, i]) for i, name in enumerate(DIMENSIONS)}
     columns["overall"] = (predicted.reshape(-1), labels.reshape(-1))
     return {name: asdict(agreement(p, t)) for name, (p, t) in columns.items()}

@@ -31,6 +31,7 @@ from typing import Literal, get_args
 from sqlalchemy.orm import Session
 
 from evalsvc.errors import InvalidParameter
+from evalsvc.store.item_streams import ItemRow, item_keys, stream_items
 from evalsvc.training.codec import TokenCodec
 from evalsvc.training.datasets import BuildReport, check_name, response_stream
 from evalsvc.training.formats import (
@@ -44,7 +45,6 @@ from evalsvc.training.formats import (
     trl_preference,
 )
 from evalsvc.training.glm4voice import GLM4_VOICE_SYSTEM, speech_query
-from evalsvc.training.sources import ItemRow, item_keys, stream_items
 from evalsvc.training.texts import ItemTexts, TextSource
 
 OutputFormat = Literal["llamafactory", "trl"]

@@ -14,7 +14,6 @@ it produces 50 distinct results; `manifest` lists them.
 from __future__ import annotations
 
 import json
-import os
 import signal
 import uuid
 from collections.abc import Callable, Iterator
@@ -25,23 +24,21 @@ import pytest
 import soundfile
 from redis import Redis
 from redis.exceptions import RedisError
-from sqlalchemy import create_engine, func, select, text
-from sqlalchemy.engine import make_url
+from sqlalchemy import func, select
 
 from evalsvc.audio import AudioLimits
+from evalsvc.bulk import jobs
 from evalsvc.bulk.processing import ShardContext
+from evalsvc.bulk.rq_worker import ShardWorker
 from evalsvc.bulk.scorers import LocalItemScorer
 from evalsvc.engine.engine import Engine
 from evalsvc.scoring import ResultCache
 from evalsvc.settings import Settings
 from evalsvc.store import Result, RunItem, Store
-from evalsvc.store.migrate import upgrade
+from evalsvc.store.scratch import scratch_postgres
 from tests.helpers import running_in_ci
 from tests.redis_databases import REDIS_BASE_URL, NoFreeRedisDatabase, claimed_redis_database
-from workers import jobs
-from workers.worker import ShardWorker
 
-POSTGRES_ADMIN_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 QUERIES, RESPONSES = 10, 5
 PAIRS = QUERIES * RESPONSES
 SMALL = 20
@@ -72,34 +69,11 @@ def redis_url(module_redis_url: str) -> Iterator[str]:
     connection.close()
 
 
-@pytest.fixture(scope="session")
-def postgres_admin() -> str:
-    engine = create_engine(POSTGRES_ADMIN_URL, connect_args={"connect_timeout": 3})
-    try:
-        with engine.connect() as connection:
-            connection.execute(text("SELECT 1"))
-    except Exception as error:
-        _unavailable(f"PostgreSQL at {POSTGRES_ADMIN_URL} is unreachable: {str(error).splitlines()[0]}")
-    finally:
-        engine.dispose()
-    return POSTGRES_ADMIN_URL
-
-
 @pytest.fixture
-def database_url(postgres_admin: str) -> Iterator[str]:
+def database_url(postgres_admin_url: str) -> Iterator[str]:
     """A fresh, migrated PostgreSQL database, dropped after the test."""
-    name = f"evalsvc_bulk_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(postgres_admin, isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as connection:
-            connection.execute(text(f'CREATE DATABASE "{name}"'))
-        url = make_url(postgres_admin).set(database=name).render_as_string(hide_password=False)
-        upgrade(url)
+    with scratch_postgres(postgres_admin_url, prefix="evalsvc_bulk") as url:
         yield url
-        with admin.connect() as connection:
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    finally:
-        admin.dispose()
 
 
 @pytest.fixture(scope="session")

@@ -14,11 +14,12 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
-from evalsvc.api.auth import AuthMiddleware, TenantResolver, ensure_tenant
+from evalsvc.api.auth import AuthMiddleware, TenantResolver
 from evalsvc.api.responses import install_error_handlers
-from evalsvc.api.runs import add_run_routes
+from evalsvc.api.run_routes import add_run_routes
 from evalsvc.settings import Settings
 from evalsvc.store import Run, Store, issue_api_key
+from evalsvc.store.tenants import ensure_tenant
 from tests.bulk.conftest import SMALL
 
 pytestmark = pytest.mark.integration

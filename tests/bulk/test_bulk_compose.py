@@ -13,11 +13,11 @@ import pytest
 import yaml
 from redis import Redis
 
+from evalsvc.bulk import worker_health as health
+from evalsvc.bulk.rq_worker import ShardWorker
 from evalsvc.cli import build_parser
 from evalsvc.settings import Settings
 from tests.helpers import REPO_ROOT
-from workers import health
-from workers.worker import ShardWorker
 
 COMPOSE = yaml.safe_load((REPO_ROOT / "compose.yaml").read_text())
 SERVICES: dict[str, dict[str, Any]] = COMPOSE["services"]
@@ -41,8 +41,8 @@ def test_health_checks_and_start_order() -> None:
         assert SERVICES[name]["healthcheck"]["test"][0] in ("CMD", "CMD-SHELL"), name
     api_check = SERVICES["api"]["healthcheck"]["test"]
     assert api_check[-1] == "http://127.0.0.1:8000/ready"
-    assert SERVICES["worker"]["healthcheck"]["test"][1:] == ["python", "-m", "workers.health"]
-    assert importlib.util.find_spec("workers.health") is not None
+    assert SERVICES["worker"]["healthcheck"]["test"][1:] == ["python", "-m", "evalsvc.bulk.worker_health"]
+    assert importlib.util.find_spec("evalsvc.bulk.worker_health") is not None
 
     for name, service in SERVICES.items():
         for dependency, condition in service.get("depends_on", {}).items():
@@ -94,7 +94,7 @@ def test_the_dockerfile_copies_what_exists_and_runs_the_cli() -> None:
         for source in sources.split():
             assert (REPO_ROOT / source).exists(), source
     assert 'ENTRYPOINT ["evalsvc"]' in dockerfile
-    assert "pip install -e ." in dockerfile  # migrations/ must stay next to the package source
+    assert "pip install . " in dockerfile and "pip install -e" not in dockerfile  # migrations: package data
 
 
 @pytest.mark.integration

@@ -28,7 +28,7 @@ from sqlalchemy import func, select
 
 from evalsvc.bulk.manifest import read_manifest
 from evalsvc.bulk.queue import WORKER_DEATHS, ShardQueue
-from evalsvc.bulk.service import cancel_run, pending_shards, queue_run, record_run, run_progress
+from evalsvc.bulk.run_operations import cancel_run, pending_shards, queue_run, record_run, run_progress
 from evalsvc.bulk.shards import Shard
 from evalsvc.cli import main
 from evalsvc.engine.tiny import TinyModelPaths
@@ -51,7 +51,7 @@ TIMEOUT_S = 120
 def start_worker(
     queued_settings: Settings, tiny_paths: TinyModelPaths, tmp_path: Path
 ) -> Iterator[Callable[..., subprocess.Popen[bytes]]]:
-    """Start `evalsvc worker` (or `python -m workers`) processes configured through EVALSVC_* only."""
+    """Start `evalsvc worker` (or `python -m evalsvc worker`) processes configured through EVALSVC_* only."""
     env = {name: value for name, value in os.environ.items() if not name.startswith("EVALSVC_")} | {
         "EVALSVC_MODEL": str(tiny_paths.model),
         "EVALSVC_ADAPTER": str(tiny_paths.adapter),
@@ -72,7 +72,7 @@ def start_worker(
         *flags: str, module: bool = False, scheduler: bool = False, **overrides: str
     ) -> subprocess.Popen[bytes]:
         """`overrides`: more EVALSVC_* variables, by field name (`max_new_tokens="64"`)."""
-        command = [sys.executable, "-m", "workers"] if module else [str(EVALSVC), "worker"]
+        command = [sys.executable, "-m", "evalsvc", "worker"] if module else [str(EVALSVC), "worker"]
         if not scheduler:
             command.append("--no-scheduler")
         log = tmp_path / f"worker-{len(started)}.log"
@@ -270,7 +270,7 @@ def test_a_dead_workers_job_comes_back_within_ttl_plus_interval_to_an_idle_or_a_
         job = Job.fetch(queue.job_id(shard), connection=queue.connection)
         assert (job.retries_left, job.meta[WORKER_DEATHS]) == (1, 1), "a death is not a failed attempt"
     for run_id in (long_run, short_run):
-        cancel_run(store, queue, run_id)
+        cancel_run(store, lambda: queue, run_id)
     wait_until(lambda: Job.fetch(queue.job_id(long_shard), connection=queue.connection).get_status() != JobStatus.STARTED, "the survivor to stop")  # fmt: skip
     for run_id in (long_run, short_run):
         assert set(item_attempts(store, run_id)) <= {0, 1}, "no item was recorded twice"

@@ -13,11 +13,11 @@ from sqlalchemy import select
 
 from evalsvc.bulk.manifest import read_manifest
 from evalsvc.bulk.queue import ShardQueue
-from evalsvc.bulk.service import queue_run, record_run, run_summary
+from evalsvc.bulk.run_operations import queue_run, record_run, run_state
 from evalsvc.engine.tiny import TinyModelPaths
 from evalsvc.settings import Settings
 from evalsvc.store import Result, RunItem, Store
-from tests.api_harness import AUTH_SERVER_FLAGS, EVALSVC, RunningServer, shared_server
+from tests.api.harness import AUTH_SERVER_FLAGS, EVALSVC, RunningServer, shared_server
 from tests.bulk.conftest import SMALL
 
 pytestmark = pytest.mark.integration
@@ -58,7 +58,7 @@ def test_a_worker_without_a_model_scores_through_the_http_model_tier(
     )
     assert worker.returncode == 0, worker.stderr[-3000:]
 
-    summary = run_summary(store, run_id)
+    summary = run_state(store, run_id)
     assert (summary.status, summary.done, summary.failed) == ("done", SMALL, 0)
     with store.session() as session:
         linked = session.scalars(select(RunItem.result_id).where(RunItem.run_id == run_id)).all()

@@ -17,7 +17,9 @@ from redis import Redis
 from sqlalchemy import select
 
 from evalsvc.audio import AudioLimits
+from evalsvc.bulk import jobs
 from evalsvc.bulk.processing import ShardContext
+from evalsvc.bulk.rq_worker import ShardWorker
 from evalsvc.bulk.scorers import LocalItemScorer
 from evalsvc.cli import main
 from evalsvc.cli.common import EXIT_CONFIG_ERROR, EXIT_OK, EXIT_USER_ERROR
@@ -29,8 +31,6 @@ from evalsvc.settings import Settings
 from evalsvc.store import Run, RunItem, Store
 from tests.bulk.conftest import item_states, write_jsonl
 from tests.judges.openai_server import Failure, Reply, ScriptedOpenAI, judge_like, serving
-from workers import jobs
-from workers.worker import ShardWorker
 
 pytestmark = pytest.mark.integration
 ROWS = 6

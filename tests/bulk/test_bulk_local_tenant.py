@@ -11,16 +11,17 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from evalsvc.api.auth import LOCAL_TENANT, AuthMiddleware, TenantResolver
-from evalsvc.api.reports import add_report_routes
+from evalsvc.api.auth import AuthMiddleware, TenantResolver
+from evalsvc.api.report_routes import add_report_routes
 from evalsvc.api.responses import install_error_handlers
-from evalsvc.api.runs import add_run_routes
+from evalsvc.api.run_routes import add_run_routes
 from evalsvc.cli import main
 from evalsvc.cli.common import EXIT_OK, EXIT_USER_ERROR
 from evalsvc.engine.tiny import TinyModelPaths
 from evalsvc.settings import Settings
 from evalsvc.store import Store
 from evalsvc.store.results import get_result
+from evalsvc.store.tenants import LOCAL_TENANT
 from tests.bulk.conftest import SMALL
 
 

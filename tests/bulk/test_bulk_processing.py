@@ -15,22 +15,22 @@ from sqlalchemy.orm import Session
 from evalsvc.audio import AudioLimits
 from evalsvc.bulk.manifest import read_manifest
 from evalsvc.bulk.processing import ShardContext, ShardReport, process_shard
-from evalsvc.bulk.records import PendingItem, RunProgress
-from evalsvc.bulk.scorers import LocalItemScorer
-from evalsvc.bulk.service import (
+from evalsvc.bulk.run_operations import (
     cancel_run,
     pending_shards,
     record_run,
     reopen_run,
     run_in_process,
-    run_summary,
+    run_state,
 )
+from evalsvc.bulk.scorers import LocalItemScorer
 from evalsvc.engine.engine import Engine
 from evalsvc.engine.types import AudioPair, ModelFingerprint, PairResult
 from evalsvc.errors import ServiceBusy, StoreUnavailable
 from evalsvc.scoring import ResultCache
 from evalsvc.settings import Mode, Settings
 from evalsvc.store import ItemOutcome, Run, RunItem, Store, record_outcomes, refresh_run_counts
+from evalsvc.store.run_records import PendingItem, RunProgress
 from tests.bulk.conftest import PAIRS, SMALL, item_states, result_count, write_jsonl
 
 pytestmark = pytest.mark.integration
@@ -87,7 +87,7 @@ def test_a_run_scores_every_item_exactly_once(
     assert result_count(store) == PAIRS
     assert scorer.batches == [4, 4, 2] * 5  # batches never cross shards
     assert seen[-1].done == PAIRS and seen[-1].finished
-    summary = run_summary(store, run_id)
+    summary = run_state(store, run_id)
     assert (summary.status, summary.items, summary.done, summary.failed) == ("done", PAIRS, PAIRS, 0)
     with store.session() as session:
         linked = {item.result_id for item in session.query(RunItem).filter_by(run_id=run_id)}
@@ -139,7 +139,7 @@ def test_bad_audio_fails_its_item_and_the_shard_goes_on(
         bad = session.query(RunItem).filter_by(run_id=run_id, item_key="bad").one()
         assert (bad.last_error_code, bad.attempts, bad.result_id) == ("audio_unreadable", 1, None)
         assert bad.last_error.startswith("query: ")
-    summary = run_summary(store, run_id)
+    summary = run_state(store, run_id)
     assert summary.status == "done" and summary.errors == {"audio_unreadable": 1}
 
     # Fixed file, `resume --retry-failed`: the failed item runs again, the others are not touched.
@@ -150,7 +150,7 @@ def test_bad_audio_fails_its_item_and_the_shard_goes_on(
     with store.session() as session:
         fixed = session.query(RunItem).filter_by(run_id=run_id, item_key="bad").one()
         assert fixed.attempts == 2 and fixed.result_id is not None
-    assert run_summary(store, run_id).status == "done"
+    assert run_state(store, run_id).status == "done"
 
 
 def test_a_pair_that_breaks_the_model_fails_alone(
@@ -225,7 +225,7 @@ def test_cancel_stops_further_items(
     # A shard that starts after the cancellation scores nothing.
     late = process_shard(context_for(store, engine, bulk_settings), pending_shards(store, run_id, 10)[-1])
     assert late.cancelled and late.done == 0
-    assert run_summary(store, run_id).status == "cancelled"
+    assert run_state(store, run_id).status == "cancelled"
 
 
 def test_workers_finishing_batches_of_one_run_at_once_count_exactly(store: Store, manifest: Path) -> None:
@@ -248,7 +248,7 @@ def test_workers_finishing_batches_of_one_run_at_once_count_exactly(store: Store
         other.start()
         time.sleep(0.5)  # the second worker counts now, before the first commits, unless it must wait
     other.join(timeout=30)
-    summary = run_summary(store, run_id)
+    summary = run_state(store, run_id)
     assert (summary.failed, summary.status) == (PAIRS, "done")
 
 

@@ -8,6 +8,7 @@ and what happens when they die, are tested in test_bulk_crash.py.
 from __future__ import annotations
 
 import csv
+import importlib.util
 import io
 import json
 import time
@@ -20,12 +21,13 @@ from rq import Queue
 from rq.job import Job
 
 from evalsvc.audio import AudioLimits
+from evalsvc.bulk import jobs
 from evalsvc.bulk.manifest import read_manifest
 from evalsvc.bulk.processing import ShardContext
 from evalsvc.bulk.queue import WORKER_DEATHS, ShardQueue, requeue_abandoned
-from evalsvc.bulk.records import PendingItem
+from evalsvc.bulk.rq_worker import ShardWorker
+from evalsvc.bulk.run_operations import queue_run, record_run
 from evalsvc.bulk.scorers import LocalItemScorer
-from evalsvc.bulk.service import queue_run, record_run
 from evalsvc.bulk.shards import Shard
 from evalsvc.cli import main
 from evalsvc.cli.common import EXIT_CONFIG_ERROR, EXIT_OK, EXIT_USER_ERROR
@@ -35,9 +37,8 @@ from evalsvc.errors import ServiceBusy
 from evalsvc.scoring import ResultCache
 from evalsvc.settings import Mode, Settings
 from evalsvc.store import ItemOutcome, RunItem, Store
+from evalsvc.store.run_records import PendingItem
 from tests.bulk.conftest import PAIRS, SMALL, item_states, result_count
-from workers import jobs
-from workers.worker import ShardWorker
 
 pytestmark = pytest.mark.integration
 
@@ -114,6 +115,21 @@ def test_a_submitted_run_is_scored_by_a_worker_exactly_once(
     # Nothing is pending, so a resume queues nothing.
     code, out, _ = cli(capsys, "bulk", "resume", str(run_id), *queue_flags(queued_settings))
     assert code == EXIT_OK and json.loads(out)["queued_jobs"] == 0 and queue.count == 0
+
+
+def test_a_job_queued_under_the_job_path_of_the_last_release_still_runs(
+    queued_settings: Settings, store: Store, small_manifest: Path, work: Callable[[], bool]
+) -> None:
+    """Jobs queued before the worker moved into evalsvc.bulk name `workers.jobs.score_shard`, a module
+    that no longer exists: the worker runs them with the job function of today (for one release)."""
+    items = read_manifest(small_manifest, queued_settings.data_roots).accepted(skip_invalid=False)
+    run_id = record_run(store, name="queued-before-the-upgrade", mode="scores", items=items)
+    queue = Queue(queued_settings.bulk_queue, connection=Redis.from_url(queued_settings.redis_url))
+    queue.enqueue_call("workers.jobs.score_shard", args=(run_id, 1, SMALL), job_id=f"old-run{run_id}")
+    assert importlib.util.find_spec("workers") is None  # the old package is gone
+    assert work() is True
+    assert item_states(store, run_id) == {"done": SMALL}
+    assert queue.finished_job_registry.get_job_ids() == [f"old-run{run_id}"]
 
 
 def test_bulk_run_and_bulk_submit_give_the_same_scores(

@@ -1,6 +1,6 @@
 """`RemoteItemScorer`: how the HTTP model tier's answers become item outcomes (httpx MockTransport).
 
-The model tier itself is tested end to end in tests/test_api_server.py; here the other side is an
+The model tier itself is tested end to end in tests/api/test_api_server.py; here the other side is an
 external HTTP service, so its answers are scripted. The store is real (a SQLite file): the scorer
 links an item to the stored result with the answer's content key, not to the answer's `id`, which is
 the worker's tenant's own number for the result.
@@ -13,11 +13,11 @@ from pathlib import Path
 import httpx
 import pytest
 
-from evalsvc.bulk.records import PendingItem
 from evalsvc.bulk.scorers import RemoteItemScorer
 from evalsvc.client import EvalClient, RetryPolicy
 from evalsvc.errors import ConfigurationError, ServiceBusy
 from evalsvc.store import ItemOutcome, Store, ensure_model_version, store_results
+from evalsvc.store.run_records import PendingItem
 from tests.helpers import EXAMPLES
 from tests.store.factories import make_fingerprint, make_record
 

@@ -12,14 +12,14 @@ from sqlalchemy import select
 from evalsvc.audio import AudioLimits
 from evalsvc.bulk.manifest import read_manifest
 from evalsvc.bulk.processing import ShardContext
-from evalsvc.bulk.records import RunProgress
+from evalsvc.bulk.run_operations import record_run, run_in_process
 from evalsvc.bulk.scorers import LocalItemScorer
-from evalsvc.bulk.service import record_run, run_in_process
 from evalsvc.engine.served import ServedJudge
 from evalsvc.errors import LLMServerError
 from evalsvc.scoring import ResultCache
 from evalsvc.settings import Settings
 from evalsvc.store import ModelVersion, Result, Store
+from evalsvc.store.run_records import RunProgress
 from tests.bulk.conftest import SMALL, item_states
 from tests.judges.openai_server import Failure, Reply, ScriptedOpenAI, serving
 

@@ -10,13 +10,14 @@ from pathlib import Path
 import pytest
 
 from evalsvc.judges.emotion_models import TransformersEmotionLabeller
-from evalsvc.judges.llm_client import LLMClient, LLMConfig, Prices
 from evalsvc.judges.transcripts import WhisperTranscriber
+from evalsvc.llm_client import LLMClient, LLMConfig, Prices
 from evalsvc.settings import Settings
 from tests.judges.openai_server import ScriptedOpenAI, serving
 
-# A fresh migrated database per test, once on SQLite and once on PostgreSQL (the store tests' own).
-from tests.store.conftest import db_url, migrated_url, postgres_admin_url, store  # noqa: F401
+# A fresh migrated database per test, once on SQLite and once on PostgreSQL (the store tests' own;
+# PostgreSQL through postgres_admin_url of tests/conftest.py).
+from tests.store.conftest import db_url, migrated_url, store  # noqa: F401
 
 MODEL = "judge-model"
 

@@ -16,8 +16,8 @@ from sqlalchemy import func, select
 
 from evalsvc.engine.prompt import parse_score_line
 from evalsvc.errors import InvalidParameter, LLMBudgetExceeded
-from evalsvc.judges.llm_client import Prices
-from evalsvc.judges.service import JudgedPair, JudgeService
+from evalsvc.judge_scoring import JudgedPair, JudgeService
+from evalsvc.llm_client import Prices
 from evalsvc.settings import Settings
 from evalsvc.store import ModelVersion, Result, Store, create_run
 from evalsvc.store.judging import run_spend

@@ -19,8 +19,8 @@ from evalsvc.errors import (
     LLMTimeout,
     LLMUnreachable,
 )
-from evalsvc.judges.llm_client import LLMClient, LLMConfig, Prices
 from evalsvc.judges.replies import MosReply, response_format
+from evalsvc.llm_client import LLMClient, LLMConfig, Prices
 from evalsvc.settings import Settings
 from tests.judges.conftest import MODEL, ClientFactory
 from tests.judges.openai_server import Failure, Hang, Reply, ScriptedOpenAI, free_port

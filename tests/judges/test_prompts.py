@@ -6,7 +6,6 @@ import pytest
 
 from evalsvc.errors import LLMReplyEchoesTemplate, LLMReplyUnreadable
 from evalsvc.judges.emotions import EmotionLabel
-from evalsvc.judges.llm_client import LLMCall, LLMReply
 from evalsvc.judges.prompts import (
     JUDGE_KINDS,
     LANGUAGES,
@@ -19,6 +18,7 @@ from evalsvc.judges.prompts import (
     render_mos,
 )
 from evalsvc.judges.replies import AssessmentReply, MosReply, VerdictReply, parse_reply
+from evalsvc.llm_client import LLMCall, LLMReply
 
 # Pinned: editing a prompt's text without bumping its version in PROMPT_VERSIONS would let cached
 # results answer for a different prompt. Update both together.

@@ -7,18 +7,16 @@ fixture: skipped when PostgreSQL is unreachable, except in CI (CI=true), where t
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 
 import pytest
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
 
 from evalsvc.store import Store
 from evalsvc.store.migrate import upgrade
-from tests.store.conftest import BACKENDS, postgres_admin_url
+from evalsvc.store.scratch import scratch_postgres
+from tests.store.conftest import BACKENDS
 
-__all__ = ["module_store", "postgres_admin_url"]
+__all__ = ["module_store"]
 
 
 @pytest.fixture(scope="module", params=BACKENDS)
@@ -31,18 +29,7 @@ def module_store(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPa
         yield opened
         opened.dispose()
         return
-    admin_url = request.getfixturevalue("postgres_admin_url")
-    name = f"evalsvc_reports_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as connection:
-            connection.execute(text(f'CREATE DATABASE "{name}"'))
-        url = make_url(admin_url).set(database=name).render_as_string(hide_password=False)
-        upgrade(url)
+    with scratch_postgres(request.getfixturevalue("postgres_admin_url"), prefix="evalsvc_reports") as url:
         opened = Store(url)
         yield opened
         opened.dispose()
-        with admin.connect() as connection:
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    finally:
-        admin.dispose()

@@ -20,7 +20,7 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from evalsvc.api.auth import AuthMiddleware, TenantResolver
-from evalsvc.api.reports import PREFIX, add_report_routes
+from evalsvc.api.report_routes import PREFIX, add_report_routes
 from evalsvc.api.responses import install_error_handlers
 from evalsvc.api.server import build_server
 from evalsvc.reports import Side, agreement_report, compare, labelled_scores, leaderboards, run_summary

@@ -12,7 +12,7 @@ from scipy import stats as scipy_stats
 from evalsvc.errors import InvalidParameter, NotFound
 from evalsvc.reports import leaderboards, run_summary
 from evalsvc.reports.schemas import GroupSummary, ScoreStats
-from evalsvc.reports.stats import BIN_EDGES
+from evalsvc.stats import BIN_EDGES
 from evalsvc.store import Store, create_tenant
 from tests.reports.builders import Item, add_run, random_items, sha
 

@@ -6,10 +6,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from evalsvc.engine.types import Decoding, ModelFingerprint
 from evalsvc.store import (
     ItemOutcome,
+    ItemStatus,
     ResultRecord,
     RunItem,
     RunItemSpec,
@@ -126,3 +128,9 @@ def _score_fields(scores: tuple[float, float, float, float] | None) -> dict[str,
         return dict.fromkeys(("ns", "wa", "eu", "es", "avg"))
     ns, wa, eu, es = scores
     return {"ns": ns, "wa": wa, "eu": eu, "es": es, "avg": sum(scores) / 4}
+
+
+def pending_items(session: Session, run_id: int) -> list[RunItem]:
+    """Items of the run not yet done or failed, in submission order (what the tests read back)."""
+    query = select(RunItem).where(RunItem.run_id == run_id, RunItem.status == ItemStatus.PENDING)
+    return list(session.scalars(query.order_by(RunItem.id)))

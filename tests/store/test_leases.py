@@ -6,7 +6,6 @@ import time
 
 from sqlalchemy import select
 
-from evalsvc.bulk.leases import ShardLease
 from evalsvc.bulk.shards import Shard
 from evalsvc.store import (
     ItemOutcome,
@@ -19,6 +18,7 @@ from evalsvc.store import (
     record_outcomes,
     store_results,
 )
+from evalsvc.store.item_leases import ShardLease
 from tests.store.factories import make_fingerprint, make_record
 from tests.store.test_runs import items
 

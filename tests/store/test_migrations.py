@@ -12,7 +12,7 @@ from sqlalchemy import inspect
 from evalsvc.errors import StoreSchemaOutdated, StoreUnavailable
 from evalsvc.settings import Settings
 from evalsvc.store import Store
-from evalsvc.store.db import create_db_engine
+from evalsvc.store.connection import create_db_engine
 from evalsvc.store.migrate import alembic_config, current_revision, downgrade, head_revision, upgrade
 from evalsvc.store.models import Base
 

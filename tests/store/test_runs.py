@@ -25,7 +25,6 @@ from evalsvc.store import (
     create_tenant,
     ensure_model_version,
     issue_api_key,
-    pending_items,
     record_outcomes,
     refresh_run_counts,
     revoke_api_key,
@@ -34,7 +33,7 @@ from evalsvc.store import (
     upsert_labels,
 )
 from evalsvc.store.judging import VerdictRecord, ensure_judge_version, store_verdicts
-from tests.store.factories import make_fingerprint, make_record
+from tests.store.factories import make_fingerprint, make_record, pending_items
 
 
 def items(count: int, system: str = "sys-a") -> list[RunItemSpec]:

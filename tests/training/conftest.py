@@ -13,9 +13,9 @@ import pytest
 
 from evalsvc.store import Store
 from evalsvc.store.migrate import upgrade
-from tests.store.conftest import db_url, migrated_url, postgres_admin_url, store
+from tests.store.conftest import db_url, migrated_url, store
 
-__all__ = ["db_url", "migrated_url", "postgres_admin_url", "sqlite_store", "store"]
+__all__ = ["db_url", "migrated_url", "sqlite_store", "store"]
 
 
 @pytest.fixture

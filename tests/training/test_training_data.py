@@ -16,7 +16,7 @@ import pytest
 
 from evalsvc.cli import main
 from evalsvc.cli.common import EXIT_OK, EXIT_USER_ERROR
-from evalsvc.engine.prompt import SYSTEM_TEXT
+from evalsvc.engine.prompt import SYSTEM_TEXT, reflection_text
 from evalsvc.engine.tiny import build_tokenizer
 from evalsvc.errors import InvalidParameter, NotFound, NothingToBuild, TextsInvalid
 from evalsvc.store import Store
@@ -27,7 +27,6 @@ from evalsvc.training.datasets import (
     InterleaveOptions,
     build_interleaved,
     build_judge_sft,
-    reflection_text,
 )
 from evalsvc.training.texts import TextSource
 from tests.training.helpers import (
@@ -244,7 +243,7 @@ def test_items_stream_through_a_server_side_cursor(store: Store, run_id: int) ->
     """On PostgreSQL the rows come through a server-side cursor (psycopg), never all at once."""
     from sqlalchemy import event
 
-    from evalsvc.training.sources import stream_items
+    from evalsvc.store.item_streams import stream_items
 
     cursors: list[str] = []
 

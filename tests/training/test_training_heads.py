@@ -35,8 +35,8 @@ from evalsvc.store import (
     create_run,
     upsert_labels,
 )
+from evalsvc.store.item_streams import labeled_items
 from evalsvc.store.migrate import upgrade
-from evalsvc.training.sources import labeled_items
 from tests.helpers import tone
 
 PAIRS = 108  # 96 to train, 12 held out (8:1)

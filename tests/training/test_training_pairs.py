@@ -12,9 +12,9 @@ from hypothesis import strategies as st
 from evalsvc.engine.tiny import build_tokenizer
 from evalsvc.errors import InvalidParameter
 from evalsvc.store import Store
+from evalsvc.store.item_streams import ItemRow
 from evalsvc.training.codec import TokenCodec
 from evalsvc.training.pairs import Choice, PairRule, build_pairs, choose
-from evalsvc.training.sources import ItemRow
 from evalsvc.training.texts import TextSource
 from tests.training.helpers import (
     Pair,

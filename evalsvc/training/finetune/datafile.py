@@ -27,13 +27,11 @@ from pathlib import Path
 from typing import Any
 
 from evalsvc.audio import AudioLimits, DecodedAudio, decode_audio, name_under
-from evalsvc.bulk.manifest import _csv_header as manifest_csv_header
-from evalsvc.bulk.manifest import _csv_rows as manifest_csv_rows
-from evalsvc.bulk.manifest import _PathResolver
+from evalsvc.audio_paths import AudioPathResolver
 from evalsvc.engine.prompt import parse_score_line
 from evalsvc.engine.types import Scores
 from evalsvc.errors import AudioError
-from evalsvc.rowfiles import Row, jsonl_rows
+from evalsvc.rowfiles import Row, csv_header, jsonl_rows, manifest_csv_rows
 from evalsvc.suggest import unknown_names
 from evalsvc.training.finetune.tasks import TASKS, Task
 
@@ -101,7 +99,7 @@ def read_data_file(path: Path, roots: Sequence[Path], limits: AudioLimits) -> Da
     except UnicodeDecodeError as error:
         result.problems.append(DataProblem(shown, 0, f"not UTF-8 text (byte {error.start})"))
         return result
-    checker = _RowChecker(shown, _PathResolver(roots, path.resolve().parent), roots, limits)
+    checker = _RowChecker(shown, AudioPathResolver(roots, path.resolve().parent), roots, limits)
     rows = jsonl_rows(text) if _FORMATS[suffix] == "jsonl" else _csv_rows(text, checker)
     for line, row in rows:
         result.rows += 1
@@ -120,7 +118,7 @@ def read_data_file(path: Path, roots: Sequence[Path], limits: AudioLimits) -> Da
 def _csv_rows(text: str, checker: _RowChecker) -> Iterator[Row]:
     """The manifest's CSV rows (an empty cell is an absent field; `meta` is JSON text); a header with
     unknown columns is reported once, on line 1."""
-    unknown = [name for name in manifest_csv_header(text) if name not in FIELDS]
+    unknown = [name for name in csv_header(text) if name not in FIELDS]
     if unknown:
         checker.problem(1, f"unknown column(s) {unknown_names(unknown, FIELDS)} in the header")
         checker.reported_columns = frozenset(unknown)
@@ -131,7 +129,7 @@ class _RowChecker:
     """Checks rows one by one; remembers ids (duplicates) and decoded clips (each file once)."""
 
     def __init__(
-        self, shown: str, resolver: _PathResolver, roots: Sequence[Path], limits: AudioLimits
+        self, shown: str, resolver: AudioPathResolver, roots: Sequence[Path], limits: AudioLimits
     ) -> None:
         self.shown = shown
         self.resolver = resolver

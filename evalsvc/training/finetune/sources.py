@@ -23,8 +23,8 @@ from evalsvc.engine.prompt import parse_score_line
 from evalsvc.engine.types import Scores
 from evalsvc.errors import TrainingDataInvalid
 from evalsvc.store import Store
+from evalsvc.store.item_streams import ItemRow, stream_items
 from evalsvc.training.finetune.datafile import DataProblem, Example, decode_clip, read_data_file
-from evalsvc.training.sources import ItemRow, stream_items
 
 _SHOWN = 3
 
