@@ -6,6 +6,7 @@ and `evalsvc score --server URL --judge ...`."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 from collections.abc import Iterator
@@ -17,7 +18,7 @@ import pytest
 
 from evalsvc.cli import main
 from evalsvc.cli.common import EXIT_OK, EXIT_USER_ERROR
-from evalsvc.client import EvalClient, ValidationError
+from evalsvc.client import AsyncEvalClient, EvalClient, ValidationError
 from evalsvc.engine.tiny import TinyModelPaths
 from evalsvc.judges.judges import JUDGE_IDS
 from evalsvc.protocol import JudgeName, JudgeResponse, StoredResult
@@ -158,6 +159,13 @@ def test_the_client_judges_and_sends_the_ab_reference_as_a_file_or_as_text(
         with pytest.raises(ValidationError) as refused:
             client.judge(query, response, "llm-ab", reference=reference, reference_transcript="both")
         assert refused.value.code == "validation_failed"
+
+    async def judge_async() -> JudgeResponse:
+        async with AsyncEvalClient(server.url, server.api_key("client-team")) as client:
+            return await client.judge(query, response, "llm-mos")
+
+    repeat = asyncio.run(judge_async())
+    assert repeat.cached and repeat.result == {"score": 2}  # the same pair: from the store
     assert len(scripted.requests) == before + 5
 
 
