@@ -1,6 +1,6 @@
 """Bulk runs: whole datasets from a manifest, every item scored exactly once, whatever crashes.
 
-    manifest.jsonl/.csv ──▶ manifest (check every row) ──▶ run_operations.submit_run (SQL: run + items)
+    manifest.jsonl/.csv ──▶ manifest (check every row) ──▶ run_operations.submit_runs (SQL: run + items)
                                                               │
                         ┌─────────────────────────────────────┴─────────────────────┐
                         ▼ evalsvc bulk submit / POST /v1/runs                       ▼ evalsvc bulk run

@@ -3,7 +3,7 @@
 The system message is the judge's system text; the user message is the prompt's user turn as content
 parts, `text` around two `input_audio` parts (base64 WAV, 32-bit float at 16 kHz: the exact samples
 evalsvc decoded, with no second resampling or quantisation). Rendered with the checkpoint's chat
-template this is the in-process prompt token for token (tests/test_served_prompt.py).
+template this is the in-process prompt token for token (tests/served/test_served_prompt.py).
 
 Checked against vLLM's source (github.com/vllm-project/vllm, `vllm/entrypoints/chat_utils.py` at
 commit 001eadcf295d90aa0664963cd6a9d93f38a2f3da):

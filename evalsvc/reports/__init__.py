@@ -17,7 +17,7 @@ Tenancy (which runs and label sets a caller sees) is `evalsvc.store.scope`.
 
 Modules: `schemas` (result models), `summary`, `compare`, `agreement`, `labels` (label import),
 `text_agreement` (references and teacher texts) with `text_metrics` (the metrics), `export`, `tables`
-(text and HTML tables), `plots`, `html`. Front ends: `evalsvc.cli.report`, `evalsvc.cli.labels` and
+(text and HTML tables), `table5` (the paper's Table 5 over a run group), `plots`, `html`. Front ends: `evalsvc.cli.report`, `evalsvc.cli.labels` and
 `evalsvc.api.report_routes`.
 """
 

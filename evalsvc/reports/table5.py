@@ -5,7 +5,8 @@
 A manifest judged by several judges is one run per judge linked by `runs.group_id`; given any run of
 the group (or several runs), the report finds its siblings and reads each judge's run: EmpathyEval's
 scores and the LLM verdicts are the copies on `run_items` (`verdict`), the A/B flips come from
-`llm_verdicts`. Each mean has a percentile bootstrap 95% CI (reports.figures), resampled over the items
+`llm_verdicts`. Each mean has a percentile bootstrap 95% CI (`evalsvc.reports.figures` on
+`evalsvc.stats`), resampled over the items
 of the system; the flip rate is the share of judged A/B pairs whose two orders disagreed.
 """
 

@@ -10,8 +10,12 @@ with a session; callers never write SQL:
 Modules: `connection` (URLs, engines, SQLite pragmas), `handle` (the `Store`: sessions),
 `models` (the schema), `migrate` (Alembic; its environment and revisions are the package data in
 `migrations/`),
-`upsert` (batched ON CONFLICT for both backends), and one repository module per area: `results`,
-`runs`, `labels`, `tenants`, `judging` (the LLM judges' transcripts, labels, verdicts and ledger).
+`upsert` (batched ON CONFLICT for both backends), `pgcopy` (PostgreSQL COPY for bulk inserts),
+`scratch` (a scratch PostgreSQL database for tests and benchmarks), and one repository module per
+area: `results`, `runs`, `run_records` (item outcomes, run groups), `item_leases` (item claims),
+`item_streams` (items with their results for training), `scope` (which runs a tenant sees),
+`report_queries` (the reports' aggregates), `labels`, `tenants`, `judging` (the LLM judges'
+transcripts, labels, verdicts and ledger).
 """
 
 from evalsvc.store.handle import Store

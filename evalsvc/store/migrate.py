@@ -51,7 +51,7 @@ def alembic_config(url: str | URL | None = None) -> Config:
 @cache
 def head_revision() -> str:
     head = ScriptDirectory.from_config(alembic_config()).get_current_head()
-    assert head is not None, "migrations/versions holds no revision"
+    assert head is not None, "store/migrations/versions holds no revision"
     return head
 
 

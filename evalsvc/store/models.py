@@ -22,7 +22,7 @@ and in `runs.tenant_id`, so the cache is shared while visibility stays per tenan
 (`tenants.last_result_number`) when it first receives the result, so neither the id of a result
 another tenant created first nor the gaps other tenants leave in a shared sequence tell it anything.
 
-The migrations in `migrations/versions` must describe exactly these models; `alembic check` (a test)
+The migrations in `store/migrations/versions` must describe exactly these models; `alembic check` (a test)
 fails when they drift apart. Constraint names come from `NAMING_CONVENTION` so both backends get the
 same names and a downgrade can drop them.
 """

@@ -17,7 +17,7 @@ The streams rarely have the same number of chunks. `Policy` says what to do then
     stretch  re-cut the reflection into ceil(len / K) tokens per chunk, K the response's chunk count,
              so it spans the response; response chunks left over are appended (`stretched`)
 
-Invariants, property-tested in tests/test_training_interleave.py:
+Invariants, property-tested in tests/training/test_training_interleave.py:
 
 - the response chunks, concatenated, give back the response stream exactly; likewise the reflection;
 - every chunk but the last of its stream has exactly that stream's chunk size (for `stretch`, the

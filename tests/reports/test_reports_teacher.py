@@ -3,7 +3,7 @@ text-agreement --teacher|--references`), on both databases.
 
 Expected scores figures are computed from the written items with the reference implementations;
 text metrics are pycocoevalcap's own (checked against its published examples in
-tests/training/finetune/test_text_metrics.py), so here the tests check which texts meet which: a run compared
+tests/reports/test_text_metrics.py), so here the tests check which texts meet which: a run compared
 with itself scores 1 everywhere, and a reference is found for exactly the keys both sides have.
 """
 

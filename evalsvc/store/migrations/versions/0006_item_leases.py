@@ -2,7 +2,7 @@
 
 A shard may be run by two workers at once: `bulk resume` after Redis lost its jobs queues again a
 shard a worker is still scoring, and a worker slower than the heartbeat TTL has its job handed on.
-Items are claimed batch by batch before they are scored (`evalsvc.bulk.leases`), so the two share the
+Items are claimed batch by batch before they are scored (`evalsvc.store.item_leases`), so the two share the
 shard instead of scoring it twice. Both columns are NULL for an unclaimed item, which every existing
 item is: nothing is backfilled, and adding nullable columns without a default does not rewrite
 `run_items` on PostgreSQL.
