@@ -3,6 +3,8 @@
     with EvalClient("http://127.0.0.1:8000", api_key="evs_...") as client:
         result = client.score("query.wav", "response.wav", mode="both")
         print(result.scores.avg if result.scores else result.error)
+        verdict = client.judge("query.wav", "response.wav", "llm-ab", reference_transcript="...")
+        print(verdict.result or verdict.error)
 
 Audio may be a path, the bytes of an encoded file, or a numpy array with `sample_rate` (sent as a
 float WAV, so the server hears exactly those samples). Every call has explicit timeouts; 429 and 503
@@ -28,7 +30,7 @@ import httpx
 import numpy as np
 import soundfile
 
-from evalsvc.protocol import ScoreResponse, StoredResult
+from evalsvc.protocol import JudgeName, JudgeResponse, ScoreResponse, StoredResult
 from evalsvc.settings import Mode
 
 Audio = str | PathLike[str] | bytes | np.ndarray
@@ -163,6 +165,27 @@ def _score_form(
     return {"files": files, "data": data}
 
 
+def _judge_form(
+    query: Audio,
+    response: Audio,
+    judge: JudgeName,
+    reference: Audio | None,
+    reference_transcript: str | None,
+    metadata: Mapping[str, Any] | None,
+    sample_rate: int | None,
+) -> dict[str, Any]:
+    """The score form with the `judge` field and the A/B reference (a clip or its transcript); the
+    server refuses both references at once, and an A/B judge without one, with a 400/422."""
+    form = _score_form(query, response, "scores", metadata, sample_rate)
+    form["data"]["judge"] = judge
+    if reference is not None:
+        data = encode_audio(reference, sample_rate)
+        form["files"]["reference"] = ("reference.wav", data, "application/octet-stream")
+    if reference_transcript is not None:
+        form["data"]["reference_transcript"] = reference_transcript
+    return form
+
+
 def _raise_for_error(response: httpx.Response) -> None:
     if response.is_success:
         return
@@ -207,6 +230,23 @@ class EvalClient:
         form = _score_form(query, response, mode, metadata, sample_rate)
         answer = self._request("POST", "/v1/score", **form)
         return ScoreResponse.model_validate(answer.json())
+
+    def judge(
+        self,
+        query: Audio,
+        response: Audio,
+        judge: JudgeName,
+        *,
+        reference: Audio | None = None,
+        reference_transcript: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        sample_rate: int | None = None,
+    ) -> JudgeResponse:
+        """The pair judged by an LLM judge (llm-mos, llm-ab, llm-assessment, each also +emotion); the
+        llm-ab judges need `reference` (the ground-truth clip) or `reference_transcript`."""
+        form = _judge_form(query, response, judge, reference, reference_transcript, metadata, sample_rate)
+        answer = self._request("POST", "/v1/score", **form)
+        return JudgeResponse.model_validate(answer.json())
 
     def result(self, result_id: int) -> StoredResult:
         return StoredResult.model_validate(self._request("GET", f"/v1/results/{int(result_id)}").json())
@@ -283,6 +323,22 @@ class AsyncEvalClient:
         form = _score_form(query, response, mode, metadata, sample_rate)
         answer = await self._request("POST", "/v1/score", **form)
         return ScoreResponse.model_validate(answer.json())
+
+    async def judge(
+        self,
+        query: Audio,
+        response: Audio,
+        judge: JudgeName,
+        *,
+        reference: Audio | None = None,
+        reference_transcript: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        sample_rate: int | None = None,
+    ) -> JudgeResponse:
+        """As `EvalClient.judge`."""
+        form = _judge_form(query, response, judge, reference, reference_transcript, metadata, sample_rate)
+        answer = await self._request("POST", "/v1/score", **form)
+        return JudgeResponse.model_validate(answer.json())
 
     async def result(self, result_id: int) -> StoredResult:
         answer = await self._request("GET", f"/v1/results/{int(result_id)}")

@@ -22,7 +22,7 @@ answer of the API.
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from functools import partial
 from itertools import chain
 from typing import Annotated, Any
@@ -44,7 +44,7 @@ from evalsvc.reports import (
     run_summary,
 )
 from evalsvc.reports.compare import DEFAULT_RESAMPLES, DEFAULT_TIE_MARGIN, MAX_RESAMPLES, sides
-from evalsvc.reports.export import MEDIA_TYPES, ExportFormat, encode_text, write_parquet
+from evalsvc.reports.export import MEDIA_TYPES, ExportFormat, encode_text, export_columns, write_parquet
 from evalsvc.reports.schemas import AgreementReport, Comparison, Leaderboards, RunSummary
 from evalsvc.reports.summary import SORT_KEYS
 from evalsvc.store import Store, tenant_result_numbers
@@ -160,7 +160,9 @@ def add_report_routes(app: FastAPI, store: Store) -> None:
         batches = _tenant_export(store, run_id, tenant_of(request).id, dataset=dataset, system=system)
         first = next(batches, None)  # the query runs now: a 404 or a database error is still an answer
         rows = chain([] if first is None else [first], batches)
-        body = _spooled_parquet(rows) if fmt == "parquet" else encode_text(rows, fmt)
+        with store.session() as session:
+            columns = export_columns(session, [run_id])
+        body = _spooled_parquet(rows, columns) if fmt == "parquet" else encode_text(rows, fmt, columns)
         return StreamingResponse(
             body,
             media_type=MEDIA_TYPES[fmt],
@@ -193,10 +195,10 @@ def _tenant_export(
             yield batch
 
 
-def _spooled_parquet(batches: Iterator[list[dict[str, object]]]) -> Iterator[bytes]:
+def _spooled_parquet(batches: Iterator[list[dict[str, object]]], columns: Sequence[str]) -> Iterator[bytes]:
     """The Parquet file, written to a spooled temporary file first, then sent in chunks."""
     with tempfile.SpooledTemporaryFile(max_size=_SPOOL_BYTES) as spool:
-        write_parquet(batches, spool)
+        write_parquet(batches, spool, columns)
         spool.seek(0)
         while chunk := spool.read(_CHUNK_BYTES):
             yield chunk

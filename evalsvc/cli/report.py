@@ -44,7 +44,7 @@ from evalsvc.reports import (
 )
 from evalsvc.reports.agreement import teacher_scores
 from evalsvc.reports.compare import DEFAULT_RESAMPLES, DEFAULT_TIE_MARGIN, sides
-from evalsvc.reports.export import EXPORT_FORMATS
+from evalsvc.reports.export import EXPORT_FORMATS, export_columns
 from evalsvc.reports.plots import distributions_png, radar_png, scatter_png
 from evalsvc.reports.summary import SORT_KEYS
 from evalsvc.reports.table5 import table5
@@ -252,12 +252,13 @@ def _export(args: argparse.Namespace, store: Store) -> int:
     with store.session() as session:
         tenant_id = tenant_id_by_name(session, args.tenant)
         batches = export_batches(session, args.runs, tenant_id, dataset=args.dataset, system=args.system)
+        columns = export_columns(session, args.runs)
         if args.output is None:
-            write_export(batches, args.format, sys.stdout.buffer)
+            write_export(batches, args.format, sys.stdout.buffer, columns)
             sys.stdout.buffer.flush()
             return EXIT_OK
         with args.output.open("wb") as sink:
-            write_export(batches, args.format, sink)
+            write_export(batches, args.format, sink, columns)
     print(f"wrote {args.output}", file=sys.stderr)
     return EXIT_OK
 

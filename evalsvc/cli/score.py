@@ -7,7 +7,8 @@ fingerprint and mode is then answered from the store, `"cached": true`, without 
 
 `--judge llm-mos|llm-ab|llm-assessment[+emotion]` asks the LLM judge instead (evalsvc.judge_scoring):
 transcripts, labels and verdicts are stored and reused the same way; A/B needs `--reference` (audio)
-or `--reference-transcript`.
+or `--reference-transcript`. With `--server URL` the server judges (its LLM settings), through
+`EvalClient.judge`.
 """
 
 from __future__ import annotations
@@ -70,11 +71,8 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
-    if args.server and args.judge != EMPATHYEVAL_JUDGE:
-        raise InvalidParameter(
-            "--judge with --server is not supported yet: judge here (without --server), or POST /v1/score "
-            "with a judge field"
-        )
+    if args.judge == EMPATHYEVAL_JUDGE and (args.reference or args.reference_transcript is not None):
+        raise InvalidParameter("--reference and --reference-transcript are for the llm-ab judges")
     if args.server:
         return score_remotely(args, settings)
     limits = AudioLimits.from_settings(settings)
@@ -85,8 +83,6 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     decode_ms = (perf_counter() - started) * 1e3
     if args.judge != EMPATHYEVAL_JUDGE:
         return _judge_with_llm(args, settings, JudgedPair(query, response, reference), decode_ms)
-    if reference is not None:
-        raise InvalidParameter("--reference and --reference-transcript are for the llm-ab judges")
     engine = LazyEngine(settings)
     store = None if args.no_store else Store.from_settings(settings)
     cache = None if store is None else ResultCache(store)

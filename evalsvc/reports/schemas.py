@@ -41,6 +41,15 @@ class ScoreStats(ReportBase):
         )
 
 
+class Figure(ReportBase):
+    """A mean over judged items with its percentile-bootstrap 95% CI (None where there are none)."""
+
+    n: int
+    mean: float | None
+    ci_low: float | None
+    ci_high: float | None
+
+
 class GroupSummary(ReportBase):
     """The items of one group (a whole run, or one system, dataset or query emotion of it)."""
 
@@ -48,16 +57,19 @@ class GroupSummary(ReportBase):
     """The system, dataset or emotion; null for items without one (and for the whole run)."""
     items: int
     scored: int
-    """Items with a score (their result has an `avg`)."""
+    """Items with a score (their result has an `avg`), or with a verdict in an llm-mos / llm-ab run."""
     failed: int
     pending: int
     scores: dict[str, ScoreStats]
+    verdicts: dict[str, Figure] = {}
+    """llm-mos runs: 'MOS'; llm-ab runs: 'AB_Score' and 'flip_rate'; empty for other judges."""
 
 
 class RunSummary(ReportBase):
     run_id: int
     run_name: str
     mode: str
+    judge: str
     status: str
     histogram_bins: list[str]
     overall: GroupSummary

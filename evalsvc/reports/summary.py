@@ -1,7 +1,10 @@
 """Run summaries and leaderboards: GROUP BY in the database, cells merged here.
 
 A summary reads the run once, grouped by (system, dataset, emotion, status, error code); the whole
-run and each breakdown are sums of those cells (`Moments` add exactly). A leaderboard reads
+run and each breakdown are sums of those cells (`Moments` add exactly). A run of an llm-mos or llm-ab
+judge has verdicts instead of scores: its summary also reads each verdict (and A/B flip) and gives the
+MOS, or the AB_Score and flip rate, of every group with a bootstrap CI (`reports.figures`, as Table 5).
+A leaderboard reads
 (dataset, system, model version) cells of the chosen runs and ranks the systems of each dataset.
 """
 
@@ -12,10 +15,14 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 from sqlalchemy.orm import Session
 
 from evalsvc.errors import InvalidParameter
+from evalsvc.judges.judges import JUDGE_IDS, JudgeSpec
+from evalsvc.reports.figures import bootstrap_figures
 from evalsvc.reports.schemas import (
+    Figure,
     GroupSummary,
     Leaderboard,
     LeaderboardRow,
@@ -31,10 +38,17 @@ from evalsvc.store.report_queries import (
     moments_of,
     plan_for_aggregates,
     summary_cells,
+    verdict_rows,
 )
 from evalsvc.store.scope import get_run, runs_for
 
 SORT_KEYS = ("avg", "NS", "WA", "EU", "ES", "system", "n")
+# The figures of a verdict judge's summary, by judge kind: the mean verdict, and for A/B the share
+# of pairs whose two presentation orders disagreed.
+VERDICT_FIGURES: dict[str, tuple[str, ...]] = {"llm-mos": ("MOS",), "llm-ab": ("AB_Score", "flip_rate")}
+# Each group's CI is drawn from a generator of its own with this seed, so a group's figures do not
+# depend on which other groups the run has.
+VERDICT_SEED = 0
 
 
 @dataclass
@@ -45,10 +59,16 @@ class _Tally:
     items: int = 0
     failed: int = 0
     pending: int = 0
+    judged: int = 0
     moments: dict[str, Moments] = field(default_factory=dict)
+    verdicts: list[tuple[float, float]] = field(default_factory=list)
+    """(verdict, flipped as 0/1) of each judged item, for verdict runs."""
 
-    def add(self, items: int, status: ItemStatus | None, moments: dict[str, Moments]) -> None:
+    def add(
+        self, items: int, status: ItemStatus | None, moments: dict[str, Moments], judged: int = 0
+    ) -> None:
         self.items += items
+        self.judged += judged
         self.failed += items if status == ItemStatus.FAILED else 0
         self.pending += items if status == ItemStatus.PENDING else 0
         for name, value in moments.items():
@@ -58,15 +78,24 @@ class _Tally:
         empty = Moments.empty(histogram=self.histogram)
         return {name: ScoreStats.of(describe(self.moments.get(name, empty))) for name in SCORE_COLUMNS}
 
-    def summary(self, key: str | None) -> GroupSummary:
+    def figures(self, names: tuple[str, ...]) -> dict[str, Figure]:
+        """The verdict figures `names` (VERDICT_FIGURES) over this group's judged items."""
+        if not names:
+            return {}
+        values = np.array(self.verdicts, dtype=np.float64).reshape(-1, 2)[:, : len(names)]
+        figures = bootstrap_figures(values, np.random.default_rng(VERDICT_SEED))
+        return dict(zip(names, figures, strict=True))
+
+    def summary(self, key: str | None, verdict_figures: tuple[str, ...] = ()) -> GroupSummary:
         scored = self.moments["avg"].count if "avg" in self.moments else 0
         return GroupSummary(
             key=key,
             items=self.items,
-            scored=scored,
+            scored=scored + self.judged,
             failed=self.failed,
             pending=self.pending,
             scores=self.scores(),
+            verdicts=self.figures(verdict_figures),
         )
 
 
@@ -79,30 +108,46 @@ def run_summary(session: Session, run_id: int, tenant_id: int | None) -> RunSumm
     errors: dict[str, int] = defaultdict(int)
     for row in session.execute(summary_cells(run_id)):
         moments = moments_of(row, histogram=True)
-        overall.add(row.items, row.status, moments)
+        overall.add(row.items, row.status, moments, row.verdicts)
         for name, groups in by.items():
             key = getattr(row, name)
-            groups.setdefault(key, _Tally(histogram=True)).add(row.items, row.status, moments)
+            groups.setdefault(key, _Tally(histogram=True)).add(row.items, row.status, moments, row.verdicts)
         if row.error_code is not None:
             errors[row.error_code] += row.items
+    names = verdict_figures(run.judge)
+    if names:
+        for row in session.execute(verdict_rows(run_id)):
+            value = (row.verdict, float(bool(row.flipped)))
+            overall.verdicts.append(value)
+            for name, groups in by.items():
+                groups[getattr(row, name)].verdicts.append(value)
     return RunSummary(
         run_id=run.id,
         run_name=run.name,
         mode=run.mode,
+        judge=run.judge,
         status=str(run.status.value),
         histogram_bins=list(BIN_LABELS),
-        overall=overall.summary(None),
+        overall=overall.summary(None, names),
         errors=dict(sorted(errors.items(), key=lambda item: (-item[1], item[0]))),
-        by_system=_groups(by["system"]),
-        by_dataset=_groups(by["dataset"]),
-        by_emotion=_groups(by["emotion"]),
+        by_system=_groups(by["system"], names),
+        by_dataset=_groups(by["dataset"], names),
+        by_emotion=_groups(by["emotion"], names),
     )
 
 
-def _groups(tallies: dict[str | None, _Tally]) -> list[GroupSummary]:
+def verdict_figures(judge: str) -> tuple[str, ...]:
+    """What a summary of the judge's run reports besides scores: nothing for EmpathyEval and
+    llm-assessment (their results carry scores)."""
+    if judge not in JUDGE_IDS:
+        return ()
+    return VERDICT_FIGURES.get(JudgeSpec.parse(judge).kind, ())
+
+
+def _groups(tallies: dict[str | None, _Tally], verdict_figures: tuple[str, ...]) -> list[GroupSummary]:
     """Groups by name, the unnamed group (items without the label) last."""
     ordered = sorted(tallies.items(), key=lambda item: (item[0] is None, item[0] or ""))
-    return [tally.summary(key) for key, tally in ordered]
+    return [tally.summary(key, verdict_figures) for key, tally in ordered]
 
 
 def leaderboards(

@@ -5,7 +5,8 @@
 A manifest judged by several judges is one run per judge linked by `runs.group_id`; given any run of
 the group (or several runs), the report finds its siblings and reads each judge's run: EmpathyEval's
 scores and the LLM verdicts are the copies on `run_items` (`verdict`), the A/B flips come from
-`llm_verdicts`. Each mean has a percentile bootstrap 95% CI (evalsvc.stats), resampled over the items
+`llm_verdicts`. Each mean has a percentile bootstrap 95% CI (`evalsvc.reports.figures` on
+`evalsvc.stats`), resampled over the items
 of the system; the flip rate is the share of judged A/B pairs whose two orders disagreed.
 """
 
@@ -17,8 +18,8 @@ import numpy as np
 from sqlalchemy.orm import Session
 
 from evalsvc.errors import InvalidParameter
-from evalsvc.reports.schemas import ReportBase
-from evalsvc.stats import bootstrap_means, percentile_interval
+from evalsvc.reports.figures import bootstrap_figures
+from evalsvc.reports.schemas import Figure, ReportBase
 from evalsvc.store.models import EMPATHYEVAL_JUDGE
 from evalsvc.store.report_queries import done_scores, done_systems, done_verdicts, group_members
 from evalsvc.store.scope import get_run
@@ -28,16 +29,6 @@ LLM_COLUMNS: dict[str, tuple[str, str]] = {
     "LLM": ("llm-ab", "llm-mos"),
     "LLM+emotion": ("llm-ab+emotion", "llm-mos+emotion"),
 }
-RESAMPLES = 2000
-
-
-class Figure(ReportBase):
-    """A mean over a system's judged items with its bootstrap 95% CI (None where there are none)."""
-
-    n: int
-    mean: float | None
-    ci_low: float | None
-    ci_high: float | None
 
 
 class Table5Row(ReportBase):
@@ -80,13 +71,13 @@ def table5(
             if EMPATHYEVAL_JUDGE in runs
             else np.empty((0, 5))
         )
-        empathyeval = dict(zip(EMPATHYEVAL_COLUMNS, _figures(scores, rng), strict=True))
+        empathyeval = dict(zip(EMPATHYEVAL_COLUMNS, bootstrap_figures(scores, rng), strict=True))
         llm: dict[str, dict[str, Figure]] = {}
         for column, (ab_judge, mos_judge) in LLM_COLUMNS.items():
             ab = _verdicts(session, runs.get(ab_judge), system, dataset)
             mos = _verdicts(session, runs.get(mos_judge), system, dataset)
-            [ab_score, flip_rate] = _figures(ab, rng)
-            [mos_score] = _figures(mos[:, :1], rng)
+            [ab_score, flip_rate] = bootstrap_figures(ab, rng)
+            [mos_score] = bootstrap_figures(mos[:, :1], rng)
             llm[column] = {"AB_Score": ab_score, "MOS": mos_score, "flip_rate": flip_rate}
         rows.append(Table5Row(system=system, empathyeval=empathyeval, llm=llm))
     return Table5(runs=runs, dataset=dataset, rows=rows)
@@ -118,18 +109,3 @@ def _verdicts(session: Session, run_id: int | None, system: str, dataset: str | 
         (value, float(bool(flipped))) for value, flipped in done_verdicts(session, run_id, system, dataset)
     ]
     return np.array(rows, dtype=np.float64).reshape(-1, 2)
-
-
-def _figures(values: np.ndarray, rng: np.random.Generator) -> list[Figure]:
-    """Mean and bootstrap CI of every column; a CI needs two items or more."""
-    n = values.shape[0]
-    if n == 0:
-        return [Figure(n=0, mean=None, ci_low=None, ci_high=None) for _ in range(values.shape[1])]
-    means = values.mean(axis=0)
-    if n < 2:
-        return [Figure(n=n, mean=float(mean), ci_low=None, ci_high=None) for mean in means]
-    low, high = percentile_interval(bootstrap_means(values, RESAMPLES, rng))
-    return [
-        Figure(n=n, mean=float(mean), ci_low=float(lo), ci_high=float(hi))
-        for mean, lo, hi in zip(means, low, high, strict=True)
-    ]

@@ -15,12 +15,13 @@ from evalsvc.reports.schemas import (
     AgreementFigures,
     AgreementReport,
     Comparison,
+    Figure,
     GroupSummary,
     Leaderboards,
     RunSummary,
     ScoreStats,
 )
-from evalsvc.reports.table5 import EMPATHYEVAL_COLUMNS, LLM_COLUMNS, Figure, Table5
+from evalsvc.reports.table5 import EMPATHYEVAL_COLUMNS, LLM_COLUMNS, Table5
 from evalsvc.store.report_queries import DIMENSIONS, SCORE_COLUMNS
 
 MISSING = "-"
@@ -59,8 +60,19 @@ def mean_pm(stats: ScoreStats) -> str:
     return f"{stats.mean:.3f} ±{stats.ci_high - stats.mean:.3f}"
 
 
+def figure_cell(figure: Figure) -> str:
+    """A bootstrapped mean as "mean [low, high]" (no interval under two items)."""
+    if figure.mean is None:
+        return MISSING
+    return f"{figure.mean:.3f}" + (
+        "" if figure.ci_low is None else f" {interval(figure.ci_low, figure.ci_high)}"
+    )
+
+
 def summary_tables(summary: RunSummary) -> list[Table]:
     overall = summary.overall
+    if overall.verdicts:
+        return _verdict_summary_tables(summary)
     head = (
         f"Run {summary.run_id} {summary.run_name!r} ({summary.mode}, {summary.status}): {overall.items} items, "
         f"{overall.scored} scored, {overall.failed} failed, {overall.pending} pending"
@@ -86,16 +98,65 @@ def summary_tables(summary: RunSummary) -> list[Table]:
             [(name, *map(str, stats.histogram)) for name, stats in overall.scores.items()],
         ),
     ]
-    if summary.errors:
-        tables.append(
-            Table("Errors", ("code", "items"), [(code, str(n)) for code, n in summary.errors.items()])
-        )
+    tables += _errors_table(summary)
     for title, groups in (
         ("By system", summary.by_system),
         ("By dataset", summary.by_dataset),
         ("By query emotion", summary.by_emotion),
     ):
         tables.append(_group_table(title, groups))
+    return tables
+
+
+def _errors_table(summary: RunSummary) -> list[Table]:
+    """The items without a usable result by error code; no table when there are none."""
+    if not summary.errors:
+        return []
+    return [Table("Errors", ("code", "items"), [(code, str(n)) for code, n in summary.errors.items()])]
+
+
+def _verdict_summary_tables(summary: RunSummary) -> list[Table]:
+    """An llm-mos / llm-ab run: its verdict figures overall and by system, dataset and emotion."""
+    overall = summary.overall
+    head = (
+        f"Run {summary.run_id} {summary.run_name!r} ({summary.judge}, {summary.status}): {overall.items} items, "
+        f"{overall.scored} judged, {overall.failed} failed, {overall.pending} pending"
+    )
+    note = "means with percentile-bootstrap 95% CIs over the judged items"
+    tables = [
+        Table(
+            head,
+            ("figure", "n", "mean", "95% CI"),
+            [
+                (name, str(figure.n), number(figure.mean), interval(figure.ci_low, figure.ci_high))
+                for name, figure in overall.verdicts.items()
+            ],
+            note=note,
+        )
+    ]
+    tables += _errors_table(summary)
+    for title, groups in (
+        ("By system", summary.by_system),
+        ("By dataset", summary.by_dataset),
+        ("By query emotion", summary.by_emotion),
+    ):
+        tables.append(
+            Table(
+                title,
+                ("group", "items", "judged", "failed", *overall.verdicts),
+                [
+                    (
+                        group.key or "(none)",
+                        str(group.items),
+                        str(group.scored),
+                        str(group.failed),
+                        *(figure_cell(group.verdicts[name]) for name in overall.verdicts),
+                    )
+                    for group in groups
+                ],
+                note=note,
+            )
+        )
     return tables
 
 
@@ -147,13 +208,6 @@ def table5_tables(report: Table5) -> list[Table]:
     """One row per system: EmpathyEval's five means, then AB_Score and MOS of each LLM judge column,
     then the A/B flip rates; every figure as "mean [95% CI]"."""
 
-    def cell(figure: Figure) -> str:
-        if figure.mean is None:
-            return MISSING
-        return f"{figure.mean:.3f}" + (
-            "" if figure.ci_low is None else f" {interval(figure.ci_low, figure.ci_high)}"
-        )
-
     llm_columns = list(LLM_COLUMNS)
     headers = (
         "system",
@@ -164,9 +218,13 @@ def table5_tables(report: Table5) -> list[Table]:
     rows = [
         (
             row.system,
-            *(cell(row.empathyeval[name]) for name in EMPATHYEVAL_COLUMNS),
-            *(cell(row.llm[column][figure]) for column in llm_columns for figure in ("AB_Score", "MOS")),
-            *(cell(row.llm[column]["flip_rate"]) for column in llm_columns),
+            *(figure_cell(row.empathyeval[name]) for name in EMPATHYEVAL_COLUMNS),
+            *(
+                figure_cell(row.llm[column][figure])
+                for column in llm_columns
+                for figure in ("AB_Score", "MOS")
+            ),
+            *(figure_cell(row.llm[column]["flip_rate"]) for column in llm_columns),
         )
         for row in report.rows
     ]

@@ -135,9 +135,27 @@ def summary_cells(run_id: int) -> Select[Any]:
         error_code().label("error_code"),
     )
     return (
-        select(*keys, func.count().label("items"), *moment_columns(ITEM_SCORE_COLUMNS, histogram=True))
+        select(
+            *keys,
+            func.count().label("items"),
+            func.count(RunItem.verdict).label("verdicts"),
+            *moment_columns(ITEM_SCORE_COLUMNS, histogram=True),
+        )
         .where(RunItem.run_id == run_id)
         .group_by(*keys)
+    )
+
+
+def verdict_rows(run_id: int) -> Select[Any]:
+    """(system, dataset, emotion, verdict, flipped) of each judged item of an llm-mos / llm-ab run.
+
+    The values themselves, not moments: their CIs are bootstrapped (`evalsvc.reports.figures`).
+    `flipped` is NULL for MOS verdicts.
+    """
+    return (
+        select(RunItem.system, RunItem.dataset, RunItem.emotion, RunItem.verdict, LLMVerdict.flipped)
+        .join(LLMVerdict, LLMVerdict.id == RunItem.verdict_id)
+        .where(RunItem.run_id == run_id, RunItem.verdict.is_not(None))
     )
 
 
@@ -281,10 +299,21 @@ EXPORT_COLUMNS = (
     "run_id", "item_key", "system", "dataset", "emotion", "status", "result_id", "model_version_id",
     "NS", "WA", "EU", "ES", "avg", "error_code", "assessment", "query_sha256", "response_sha256", "meta",
 )  # fmt: skip
+# Added after `EXPORT_COLUMNS` when an exported run is judged by llm-mos or llm-ab: the item's verdict
+# (`run_items.verdict`) and whether its A/B orders disagreed (`llm_verdicts.flipped`, null for MOS).
+VERDICT_EXPORT_COLUMNS = ("verdict", "flipped")
 
 
-def export_rows(run_ids: Sequence[int], *, dataset: str | None, system: str | None) -> Select[Any]:
-    """Every item of the runs joined with its result, in `EXPORT_COLUMNS` order, run by run."""
+def run_judges(session: Session, run_ids: Sequence[int]) -> set[str]:
+    """The judges of the runs (of those that exist)."""
+    return set(session.scalars(select(Run.judge).where(Run.id.in_(run_ids)).distinct()))
+
+
+def export_rows(
+    run_ids: Sequence[int], *, dataset: str | None, system: str | None, verdicts: bool = False
+) -> Select[Any]:
+    """Every item of the runs joined with its result, in `EXPORT_COLUMNS` order (then
+    `VERDICT_EXPORT_COLUMNS` with `verdicts`), run by run."""
     query = (
         select(
             RunItem.run_id,
@@ -307,6 +336,10 @@ def export_rows(run_ids: Sequence[int], *, dataset: str | None, system: str | No
         .where(RunItem.run_id.in_(run_ids))
         .order_by(RunItem.run_id, RunItem.id)
     )
+    if verdicts:
+        query = query.add_columns(RunItem.verdict, LLMVerdict.flipped).outerjoin(
+            LLMVerdict, RunItem.verdict_id == LLMVerdict.id
+        )
     if dataset is not None:
         query = query.where(RunItem.dataset == dataset)
     if system is not None:

@@ -1,17 +1,24 @@
 """`POST /v1/score` with an LLM judge, against a real `evalsvc serve` (auth on) whose LLM is a scripted
 OpenAI-compatible server on loopback in this process and whose Whisper and emotion classifier are the
 tiny ones: the `judge` field, the A/B reference, the cache (a repeat makes no LLM call), an
-llm-assessment readable at /v1/results/{id}, and the OpenAPI document."""
+llm-assessment readable at /v1/results/{id}, the OpenAPI document, and the same through `EvalClient.judge`
+and `evalsvc score --server URL --judge ...`."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import json
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
+from evalsvc.cli import main
+from evalsvc.cli.common import EXIT_OK, EXIT_USER_ERROR
+from evalsvc.client import AsyncEvalClient, EvalClient, ValidationError
 from evalsvc.engine.tiny import TinyModelPaths
 from evalsvc.judges.judges import JUDGE_IDS
 from evalsvc.protocol import JudgeName, JudgeResponse, StoredResult
@@ -131,3 +138,55 @@ def test_openapi_documents_the_judge_field_and_the_judge_answer(server: RunningS
 
 def _b64(data: bytes) -> str:
     return base64.b64encode(data).decode()
+
+
+def test_the_client_judges_and_sends_the_ab_reference_as_a_file_or_as_text(
+    server: RunningServer, llm: tuple[ScriptedOpenAI, str]
+) -> None:
+    scripted, _ = llm
+    before = len(scripted.requests)
+    query, response, reference = wav_bytes(1.0, 350.0), wav_bytes(1.1, 525.0), wav_bytes(1.2, 720.0)
+    with EvalClient(server.url, server.api_key("client-team")) as client:
+        mos = client.judge(query, response, "llm-mos", metadata={"item": "m1"})
+        assert isinstance(mos, JudgeResponse) and mos.judge == "llm-mos" and mos.error is None
+        assert mos.result == {"score": 2} and mos.metadata == {"item": "m1"}
+        with_file = client.judge(query, response, "llm-ab", reference=reference)
+        assert with_file.texts["reference"].transcript is not None
+        assert set(with_file.result or {}) == {"verdict", "forward", "backward", "flipped"}
+        as_text = client.judge(query, response, "llm-ab", reference_transcript="I hear you; that is hard.")
+        assert as_text.texts["reference"].transcript == "I hear you; that is hard."
+        assert len(scripted.requests) == before + 5  # one MOS call, two orders per A/B pair
+        with pytest.raises(ValidationError) as refused:
+            client.judge(query, response, "llm-ab", reference=reference, reference_transcript="both")
+        assert refused.value.code == "validation_failed"
+
+    async def judge_async() -> JudgeResponse:
+        async with AsyncEvalClient(server.url, server.api_key("client-team")) as client:
+            return await client.judge(query, response, "llm-mos")
+
+    repeat = asyncio.run(judge_async())
+    assert repeat.cached and repeat.result == {"score": 2}  # the same pair: from the store
+    assert len(scripted.requests) == before + 5
+
+
+def test_cli_score_with_server_and_judge_prints_the_judge_answer(
+    server: RunningServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    key = server.api_key("cli-judge")
+    files = {name: tmp_path / f"{name}.wav" for name in ("q", "r")}
+    files["q"].write_bytes(wav_bytes(1.0, 360.0))
+    files["r"].write_bytes(wav_bytes(1.1, 540.0))
+    common = ["score", str(files["q"]), str(files["r"]), "--server", server.url, "--api-key", key]
+    assert main([*common, "--judge", "llm-ab", "--reference-transcript", "Take a breath."]) == EXIT_OK
+    payload = json.loads(capsys.readouterr().out)
+    assert payload["judge"] == "llm-ab" and set(payload["result"]) == {
+        "verdict",
+        "forward",
+        "backward",
+        "flipped",
+    }
+    assert payload["texts"]["reference"]["transcript"] == "Take a breath."
+    assert (
+        main([*common, "--judge", "llm-ab"]) == EXIT_USER_ERROR
+    )  # A/B without a reference: the server's 400
+    assert "invalid_parameter" in capsys.readouterr().err

@@ -148,6 +148,21 @@ def test_a_manifest_judged_by_three_judges_is_a_group_table5_reads_and_a_rerun_c
     assert main(["report", "leaderboard", "--run", str(first), "--layout", "table5"]) == 0
     assert "LLM+emotion MOS" in capsys.readouterr().out
 
+    ab_run, mos_run = summaries[1]["id"], summaries[2]["id"]
+    with store.session() as session:
+        ab_verdicts = session.scalars(select(RunItem.verdict).where(RunItem.run_id == ab_run)).all()
+    assert main(["report", "summary", str(ab_run), "--json"]) == EXIT_OK
+    ab_summary = json.loads(capsys.readouterr().out)
+    assert ab_summary["judge"] == "llm-ab" and ab_summary["overall"]["scored"] == ROWS
+    assert ab_summary["overall"]["verdicts"]["AB_Score"]["mean"] == pytest.approx(sum(ab_verdicts) / ROWS)
+    assert [group["verdicts"]["flip_rate"]["n"] for group in ab_summary["by_system"]] == [2, 2, 2]
+    assert main(["report", "summary", str(mos_run)]) == EXIT_OK
+    text = capsys.readouterr().out
+    assert f"{ROWS} judged, 0 failed" in text and "MOS" in text
+    assert main(["report", "export", str(ab_run), "--format", "csv"]) == EXIT_OK
+    header, *lines = capsys.readouterr().out.splitlines()
+    assert header.endswith(",verdict,flipped") and len(lines) == ROWS
+
     with store.session() as session:
         emotions = session.scalars(select(RunItem.emotion).where(RunItem.run_id == summaries[2]["id"])).all()
     assert set(emotions) <= set(EMOTIONS) and None not in emotions  # the labeller's, for the breakdowns

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from evalsvc.cli import main
-from evalsvc.cli.common import EXIT_OK, EXIT_USER_ERROR
+from evalsvc.cli.common import EXIT_CONFIG_ERROR, EXIT_OK, EXIT_USER_ERROR
 from evalsvc.judges.tiny import tiny_whisper_dir
 from evalsvc.settings import Settings
 from tests.helpers import EXAMPLES
@@ -52,8 +52,9 @@ def test_score_with_an_llm_judge_stores_and_reuses_its_verdict(
         assert "reference_audio or reference_transcript" in capsys.readouterr().err
         assert main(["score", QUERY, RESPONSE, *reference]) == EXIT_USER_ERROR
         assert "for the llm-ab judges" in capsys.readouterr().err
-        remote = ["--server", "http://127.0.0.1:9", "--judge", "llm-mos"]
-        assert main(["score", QUERY, RESPONSE, *remote]) == EXIT_USER_ERROR
+        remote = ["--server", "http://127.0.0.1:9", "--judge", "llm-mos"]  # asks the server, not the LLM
+        assert main(["score", QUERY, RESPONSE, *remote]) == EXIT_CONFIG_ERROR
+        assert "server_unreachable" in capsys.readouterr().err
         assert len(server.requests) == 3
     assert (first["judge"], first["cached"], first["result"]) == ("llm-mos", False, {"score": 2})
     assert first["texts"]["query"]["transcript"] is not None and first["model"]["judge"] == "llm-mos"

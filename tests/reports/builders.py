@@ -11,11 +11,19 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
+from sqlalchemy import select
 
 from evalsvc.store import (
+    ItemOutcome,
+    RunItem,
     RunItemSpec,
     Store,
+    add_run_items,
+    create_run,
+    record_outcomes,
+    refresh_run_counts,
 )
+from evalsvc.store.judging import VerdictRecord, ensure_judge_version, store_verdicts
 from tests.store.factories import SeededItem, seed_run
 
 SYSTEMS = ("sys-a", "sys-b", "sys-c", "sys-d")
@@ -121,7 +129,7 @@ def add_run(
     return seed_run(store, seeded, mode="scores", name=name, tenant_id=tenant_id, judge=judge)
 
 
-def _spec(item: Item) -> RunItemSpec:
+def _spec(item: Item | VerdictItem) -> RunItemSpec:
     return RunItemSpec(
         item_key=item.key,
         query_ref=f"q/{item.key}.wav",
@@ -131,3 +139,105 @@ def _spec(item: Item) -> RunItemSpec:
         emotion=item.emotion,
         meta=item.meta,
     )
+
+
+@dataclass(frozen=True)
+class VerdictItem:
+    """One item of an llm-mos / llm-ab run: judged (`orders`: the MOS score twice, or the A/B verdicts
+    of both presentation orders), failed (`error`) or still pending (neither)."""
+
+    key: str
+    system: str | None
+    dataset: str | None
+    emotion: str | None
+    orders: tuple[int, int] | None = None
+    error: str | None = None
+    meta: dict[str, object] = field(default_factory=dict)
+
+    @property
+    def value(self) -> float | None:
+        """The verdict that stands: agreeing orders, else 0 (a MOS score agrees with itself)."""
+        if self.orders is None:
+            return None
+        forward, backward = self.orders
+        return float(forward if forward == backward else 0)
+
+    @property
+    def flipped(self) -> bool:
+        return self.orders is not None and self.orders[0] != self.orders[1]
+
+
+def random_verdict_items(rng: np.random.Generator, count: int, *, ab: bool) -> list[VerdictItem]:
+    """Judged items over systems, datasets and emotions, with a few failed and a few pending."""
+    items = []
+    for index in range(count):
+        draw = rng.random()
+        if ab:
+            orders = (int(rng.integers(-1, 2)), int(rng.integers(-1, 2)))
+        else:
+            score = int(rng.integers(1, 6))
+            orders = (score, score)
+        items.append(
+            VerdictItem(
+                key=f"v-{index:04d}",
+                system=SYSTEMS[int(rng.integers(len(SYSTEMS)))],
+                dataset=DATASETS[int(rng.integers(len(DATASETS)))],
+                emotion=EMOTIONS[int(rng.integers(len(EMOTIONS)))],
+                orders=orders if draw >= 0.1 else None,
+                error="llm_timeout" if draw < 0.06 else None,
+            )
+        )
+    return items
+
+
+def judge_provenance(judge: str, fingerprint: str) -> dict[str, object]:
+    """The model version of an LLM judge (`ensure_judge_version`), as the judge service records it."""
+    return {
+        "fingerprint": fingerprint,
+        "judge": judge,
+        "llm_model": "gpt-4o",
+        "prompt_version": f"{judge}/1",
+        "prompt_language": "en",
+        "packages": {},
+    }
+
+
+def add_verdict_run(store: Store, items: Sequence[VerdictItem], judge: str, *, name: str = "verdicts") -> int:
+    """A run of the LLM judge `judge` ('llm-mos', 'llm-ab', ...) whose items got the given verdicts,
+    written through the store's own functions (`store_verdicts`, `record_outcomes`)."""
+    provenance = judge_provenance(judge, sha(f"{name}/{judge}"))
+    with store.session() as session:
+        run = create_run(session, name=name, mode="scores", judge=judge)
+        add_run_items(session, run.id, [_spec(item) for item in items])
+        version = ensure_judge_version(session, provenance)
+        records = {
+            item.key: VerdictRecord(
+                sha(f"{name}/{judge}/{item.key}"),
+                judge,
+                sha(f"q{item.key}"),
+                sha(f"r{item.key}"),
+                None,
+                int(item.value),
+                **(
+                    {"forward": item.orders[0], "backward": item.orders[1], "flipped": item.flipped}
+                    if judge.startswith("llm-ab")
+                    else {}
+                ),
+            )
+            for item in items
+            if item.orders is not None and item.value is not None
+        }
+        verdict_ids = store_verdicts(session, version, list(records.values()))
+        item_ids = dict(
+            session.execute(select(RunItem.item_key, RunItem.id).where(RunItem.run_id == run.id)).all()
+        )
+        outcomes = [
+            ItemOutcome(item_ids[item.key], verdict_id=verdict_ids[records[item.key].content_key])
+            if item.key in records
+            else ItemOutcome(item_ids[item.key], error_code=item.error, error_message="broken")
+            for item in items
+            if item.key in records or item.error is not None
+        ]
+        record_outcomes(session, outcomes)
+        refresh_run_counts(session, run.id)
+        return run.id

@@ -20,6 +20,7 @@ from evalsvc.store import (
     refresh_run_counts,
 )
 from evalsvc.store.judging import VerdictRecord, ensure_judge_version, store_verdicts
+from tests.reports.builders import judge_provenance
 from tests.store.factories import SeededItem, seed_run
 
 SYSTEMS = ("bot-a", "bot-b")
@@ -41,14 +42,7 @@ def sha(text: str) -> str:
 
 
 def verdict_run(store: Store, judge: str, group_id: int) -> int:
-    provenance = {
-        "fingerprint": sha(judge.replace("+", "p").replace("-", "")),
-        "judge": judge,
-        "llm_model": "gpt-4o",
-        "prompt_version": f"{judge}/1",
-        "prompt_language": "en",
-        "packages": {},
-    }
+    provenance = judge_provenance(judge, sha(judge.replace("+", "p").replace("-", "")))
     with store.session() as session:
         run = Run(name="t5", mode="scores", judge=judge, group_id=group_id)
         session.add(run)
