@@ -90,19 +90,6 @@ def check_budget(settings: Settings, max_cost_usd: float | None, option: str) ->
         )
 
 
-def record_run(
-    store: Store,
-    *,
-    name: str,
-    mode: Mode,
-    items: Sequence[ManifestItem],
-    tenant_id: int | None = None,
-    judge: str = EMPATHYEVAL_JUDGE,
-) -> int:
-    """Record a run and all its items in one transaction (a crash leaves no half-recorded run)."""
-    return record_runs(store, name=name, mode=mode, items=items, tenant_id=tenant_id, judges=[judge])[0]
-
-
 def record_runs(
     store: Store,
     *,
