@@ -37,7 +37,7 @@ from evalsvc.audio import AudioLimits
 from evalsvc.bulk.manifest import read_manifest
 from evalsvc.bulk.processing import ShardContext
 from evalsvc.bulk.queue import ShardQueue
-from evalsvc.bulk.run_operations import queue_run, record_run, run_in_process, run_progress
+from evalsvc.bulk.run_operations import queue_run, record_runs, run_in_process, run_progress
 from evalsvc.bulk.scorers import LocalItemScorer
 from evalsvc.engine.engine import Engine
 from evalsvc.scoring import ResultCache
@@ -87,7 +87,7 @@ def wait_finished(store: Store, run_id: int) -> RunProgress:
 def in_process(settings: Settings, engine: Engine, manifest: Path) -> float:
     store = Store.from_settings(settings)
     items = read_manifest(manifest, [manifest.parent]).accepted(skip_invalid=False)
-    run_id = record_run(store, name="bench-inline", mode="scores", items=items)
+    [run_id] = record_runs(store, name="bench-inline", mode="scores", items=items)
     scorer = LocalItemScorer(engine, ResultCache(store), AudioLimits())
     started = time.perf_counter()
     run_in_process(
@@ -106,7 +106,7 @@ def in_process(settings: Settings, engine: Engine, manifest: Path) -> float:
 def queued(settings: Settings, manifest: Path, workers: int, data_dir: Path) -> float:
     store = Store.from_settings(settings)
     items = read_manifest(manifest, [manifest.parent]).accepted(skip_invalid=False)
-    run_id = record_run(store, name=f"bench-rq-{workers}", mode="scores", items=items)
+    [run_id] = record_runs(store, name=f"bench-rq-{workers}", mode="scores", items=items)
     env = {k: v for k, v in os.environ.items() if not k.startswith("EVALSVC_")} | {
         "EVALSVC_MODEL": "tiny",
         "EVALSVC_DATA_DIR": str(data_dir),

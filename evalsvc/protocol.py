@@ -10,7 +10,7 @@ stored result) and `cached`, so one parser reads both.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
@@ -32,6 +32,9 @@ JudgeName = Literal[
     "llm-assessment+emotion",
 ]
 """`empathyeval` and `evalsvc.judges.JUDGE_IDS` (a test checks they agree)."""
+_JUDGE = "|".join(name.replace("+", r"\+") for name in get_args(JudgeName))
+JUDGE_LIST_PATTERN = rf"^({_JUDGE})(,({_JUDGE}))*$"
+"""One judge, or several separated by commas (`POST /v1/runs`: one run each, linked as a group)."""
 ReferenceText = Annotated[str, StringConstraints(min_length=1, max_length=20_000, pattern=NUL_FREE)]
 
 
@@ -229,6 +232,11 @@ class RunResponse(BaseModel):
     created_at: str | None
     finished_at: str | None
     queued_jobs: int | None = Field(None, description="Shard jobs queued by this request (POST only).")
+    runs: list[int] | None = Field(
+        None,
+        description="Every run this request created, one per judge in the order given; this answer is the "
+        "first's (POST only).",
+    )
     skipped: list[str] | None = Field(
         None, description="Manifest rows left out by skip_invalid, as LINE: PROBLEM (POST only)."
     )

@@ -25,14 +25,14 @@ from evalsvc.api.auth import tenant_of
 from evalsvc.bulk.manifest import check_references, manifest_format, parse_manifest
 from evalsvc.bulk.queue import ShardQueue
 from evalsvc.bulk.results import MEDIA_TYPES, ResultFormat, encode_rows, read_page
-from evalsvc.bulk.run_operations import cancel_run, run_state, submit_runs
+from evalsvc.bulk.run_operations import cancel_run, check_budget, run_state, submit_runs
 from evalsvc.errors import ManifestInvalid
 from evalsvc.ids import MAX_ID, MAX_RUN_ID
 from evalsvc.protocol import (
     ERROR_RESPONSES,
+    JUDGE_LIST_PATTERN,
     NUL_FREE,
     ErrorResponse,
-    JudgeName,
     ManifestInvalidResponse,
     RunResponse,
 )
@@ -66,11 +66,15 @@ class RunsAPI:
         filename: str,
         data: bytes,
         skip_invalid: bool,
-        judge: str = EMPATHYEVAL_JUDGE,
+        judges: list[str],
+        max_cost_usd: float | None = None,
     ) -> RunResponse:
+        """One run per judge (several: a group sharing the budget `max_cost_usd`, as `bulk submit
+        --judge a,b --max-cost USD`); the answer is the first run's, with every run's id."""
+        check_budget(self.settings, max_cost_usd, "max_cost_usd")
         manifest = parse_manifest(data, manifest_format(filename), roots=self.settings.data_roots)
         items = manifest.accepted(skip_invalid=skip_invalid)
-        check_references(items, [judge])
+        check_references(items, judges)
         self.queue().ping()  # a queue that is down: 503 before anything is recorded, so a retry is safe
         submitted = submit_runs(
             self.store,
@@ -80,12 +84,15 @@ class RunsAPI:
             items=items,
             shard_size=self.settings.bulk_shard_size,
             tenant_id=tenant_id,
-            judges=[judge],
+            judges=judges,
+            max_cost_usd=max_cost_usd,
         )
-        [run_id], [queued] = submitted.run_ids, submitted.queued_jobs
-        state = run_state(self.store, run_id, tenant_id=tenant_id).to_dict()
+        first = submitted.run_ids[0]
+        state = run_state(self.store, first, tenant_id=tenant_id).to_dict()
         skipped = [str(problem) for problem in manifest.problems]
-        return RunResponse.model_validate(state | {"queued_jobs": queued, "skipped": skipped})
+        return RunResponse.model_validate(
+            state | {"queued_jobs": submitted.queued_jobs[0], "skipped": skipped, "runs": submitted.run_ids}
+        )
 
     def cancel(self, tenant_id: int, run_id: int) -> RunResponse:
         cancel_run(self.store, self.queue, run_id, tenant_id=tenant_id)
@@ -114,15 +121,39 @@ def add_run_routes(app: FastAPI, settings: Settings, store: Store) -> None:
         mode: Annotated[Mode, Form()] = "scores",
         skip_invalid: Annotated[bool, Form()] = False,
         judge: Annotated[
-            JudgeName,
-            Form(description="Who judges the run: empathyeval or an LLM judge (A/B: rows need a reference)."),
+            str,
+            Form(
+                pattern=JUDGE_LIST_PATTERN,
+                max_length=200,
+                description="Who judges the run: empathyeval or an LLM judge (A/B: rows need a reference); "
+                "several, comma-separated, make one run each, linked as a group (`runs` lists them).",
+            ),
         ] = EMPATHYEVAL_JUDGE,
+        max_cost_usd: Annotated[
+            float | None,
+            Form(
+                gt=0,
+                le=1e9,
+                description="The LLM budget of the run (of the group): no batch of LLM calls starts that "
+                "could take the runs' spending past it (an operator raises it: `evalsvc bulk resume RUN "
+                "--max-cost USD`). Needs the server's LLM prices (EVALSVC_LLM_PRICE_*_PER_1M).",
+            ),
+        ] = None,
     ) -> RunResponse | JSONResponse:
         data = await manifest.read()
         tenant = tenant_of(request)
+        judges = judge.split(",")
         try:
             answer = await run_in_threadpool(
-                api.create, tenant.id, name, mode, manifest.filename or "", data, skip_invalid, judge
+                api.create,
+                tenant.id,
+                name,
+                mode,
+                manifest.filename or "",
+                data,
+                skip_invalid,
+                judges,
+                max_cost_usd,
             )
         except ManifestInvalid as error:
             return JSONResponse({"error": error.to_dict()}, status_code=error.http_status)

@@ -41,7 +41,7 @@ from evalsvc.settings import Mode, Settings
 from evalsvc.store import ItemOutcome, RunStatus, Store, grant_results, record_outcomes, refresh_run_counts
 from evalsvc.store.item_leases import ShardLease
 from evalsvc.store.models import EMPATHYEVAL_JUDGE
-from evalsvc.store.run_records import PendingItem, RunProgress, group_run_ids
+from evalsvc.store.run_records import PendingItem, RunProgress, group_runs
 from evalsvc.store.scope import get_run
 
 logger = logging.getLogger(__name__)
@@ -209,7 +209,9 @@ def _load(store: Store, shard: Shard) -> tuple[Mode, int | None, RunJudging] | N
             ) from None
         if run.status == RunStatus.CANCELLED:
             return None
-        judging = RunJudging(run.id, run.judge, run.max_cost_usd, tuple(group_run_ids(session, run)))
+        judging = RunJudging(
+            run.id, run.judge, run.max_cost_usd, tuple(member.id for member in group_runs(session, run))
+        )
         return run.mode, run.tenant_id, judging  # type: ignore[return-value]
 
 

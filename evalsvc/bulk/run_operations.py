@@ -20,8 +20,8 @@ from evalsvc.bulk.manifest import ManifestItem
 from evalsvc.bulk.processing import BatchHook, ShardContext, ShardReport, process_shard
 from evalsvc.bulk.queue import ShardQueue
 from evalsvc.bulk.shards import Shard, plan_shards, shards_with_pending
-from evalsvc.errors import QueueUnavailable
-from evalsvc.settings import Mode
+from evalsvc.errors import InvalidParameter, QueueUnavailable
+from evalsvc.settings import Mode, Settings
 from evalsvc.store import RunStatus, Store, add_run_items, create_run, refresh_run_counts
 from evalsvc.store.models import EMPATHYEVAL_JUDGE
 from evalsvc.store.run_records import (
@@ -77,17 +77,17 @@ class RunState:
         }
 
 
-def record_run(
-    store: Store,
-    *,
-    name: str,
-    mode: Mode,
-    items: Sequence[ManifestItem],
-    tenant_id: int | None = None,
-    judge: str = EMPATHYEVAL_JUDGE,
-) -> int:
-    """Record a run and all its items in one transaction (a crash leaves no half-recorded run)."""
-    return record_runs(store, name=name, mode=mode, items=items, tenant_id=tenant_id, judges=[judge])[0]
+def check_budget(settings: Settings, max_cost_usd: float | None, option: str) -> None:
+    """Refuse an LLM budget (`option` names it: `--max-cost`, `max_cost_usd`) that is not above 0 or
+    that nothing could enforce, because the LLM prices are not set; before anything is recorded."""
+    if max_cost_usd is None:
+        return
+    if not max_cost_usd > 0:
+        raise InvalidParameter(f"{option} must be above 0, not {max_cost_usd:g}")
+    if settings.llm_price_input_per_1m is None or settings.llm_price_output_per_1m is None:
+        raise InvalidParameter(
+            f"{option} needs prices: set EVALSVC_LLM_PRICE_INPUT_PER_1M and EVALSVC_LLM_PRICE_OUTPUT_PER_1M"
+        )
 
 
 def record_runs(

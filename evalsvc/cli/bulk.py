@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +35,7 @@ from evalsvc.bulk.queue import ShardQueue
 from evalsvc.bulk.results import encode_rows, read_page
 from evalsvc.bulk.run_operations import (
     cancel_run,
+    check_budget,
     list_runs,
     queue_run,
     record_runs,
@@ -245,8 +247,6 @@ def _accepted_items(args: argparse.Namespace, settings: Settings) -> list[Manife
         for line, message in error.problems:
             print(f"{args.manifest}:{line}: {message}", file=sys.stderr)
         return fail(error.code, f"{error.message}: {args.manifest}; nothing was recorded", EXIT_USER_ERROR)
-    if args.max_cost is not None and args.max_cost <= 0:
-        raise InvalidParameter(f"--max-cost must be above 0, not {args.max_cost:g}")
     return items
 
 
@@ -258,18 +258,10 @@ def _opened(args: argparse.Namespace, settings: Settings) -> tuple[Settings, lis
     items = _accepted_items(args, settings)
     if isinstance(items, int):
         return items
+    check_budget(settings, args.max_cost, "--max-cost")
     if args.dry_run:
         return _dry_run(args, settings, items)
-    if args.max_cost is not None:
-        _check_prices(settings)
     return settings, items, Store.from_settings(settings)
-
-
-def _check_prices(settings: Settings) -> None:
-    if settings.llm_price_input_per_1m is None or settings.llm_price_output_per_1m is None:
-        raise InvalidParameter(
-            "--max-cost needs prices: set EVALSVC_LLM_PRICE_INPUT_PER_1M and EVALSVC_LLM_PRICE_OUTPUT_PER_1M"
-        )
 
 
 def _dry_run(args: argparse.Namespace, settings: Settings, items: list[ManifestItem]) -> int:
@@ -326,12 +318,19 @@ def _run_inline(args: argparse.Namespace, settings: Settings) -> int:
         judges=args.judge,
         max_cost_usd=args.max_cost,
     )
+    for run_id, judge in zip(run_ids, args.judge, strict=True):
+        print(f"run {run_id} ({judge}): {len(items)} items recorded, scored in this process", file=sys.stderr)
     context = ShardContext.from_settings(settings, store, build_item_scorer(settings, store, load_now=False))
     states = []
-    for run_id, judge in zip(run_ids, args.judge, strict=True):
-        print(f"run {run_id} ({judge}): {len(items)} items, scored in this process", file=sys.stderr)
+    for index, run_id in enumerate(run_ids):
         code = _score_here(
-            store, context, run_id, settings.bulk_shard_size, progress=not args.no_progress, show=False
+            store,
+            context,
+            run_id,
+            settings.bulk_shard_size,
+            progress=not args.no_progress,
+            show=False,
+            unscored=run_ids[index + 1 :],
         )
         if code != EXIT_OK:
             return code
@@ -341,26 +340,44 @@ def _run_inline(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _score_here(
-    store: Store, context: ShardContext, run_id: int, shard_size: int, *, progress: bool, show: bool = True
+    store: Store,
+    context: ShardContext,
+    run_id: int,
+    shard_size: int,
+    *,
+    progress: bool,
+    show: bool = True,
+    unscored: Sequence[int] = (),
 ) -> int:
-    """Score the run's pending items in this process; an interruption loses nothing done so far."""
+    """Score the run's pending items in this process; an interruption loses nothing done so far. On a
+    stop, the resume command of the run and of each of `unscored` (the later runs of its judge group,
+    which a stop leaves unscored) is printed, one line each."""
     bar = ProgressBar(run_progress(store, run_id)) if progress else None
-    resume = f"continue with `evalsvc bulk resume {run_id} --inline`"
     try:
         run_in_process(store, context, run_id, shard_size, bar.update if bar else lambda _p: None)
     except KeyboardInterrupt:
-        return fail("interrupted", f"run {run_id} stopped; {resume}", EXIT_INTERRUPTED)
+        return _stopped("interrupted", f"run {run_id} stopped", [run_id, *unscored], "", EXIT_INTERRUPTED)
     except (ServiceBusy, StoreError) as error:
-        return fail(error.code, f"run {run_id} stopped: {error.message}; {resume}", EXIT_CONFIG_ERROR)
+        message = f"run {run_id} stopped: {error.message}"
+        return _stopped(error.code, message, [run_id, *unscored], "", EXIT_CONFIG_ERROR)
     except LLMBudgetExceeded as error:
-        resume += " --max-cost USD"
-        return fail(error.code, f"run {run_id} stopped: {error.message}; {resume}", EXIT_USER_ERROR)
+        message = f"run {run_id} stopped: {error.message}"
+        return _stopped(error.code, message, [run_id, *unscored], " --max-cost USD", EXIT_USER_ERROR)
     finally:
         if bar is not None:
             bar.close()
     if show:
         print_json(run_state(store, run_id).to_dict())
     return EXIT_OK
+
+
+def _stopped(code: str, message: str, unfinished: Sequence[int], options: str, exit_code: int) -> int:
+    """The error, then how to continue each unfinished run (the stopped one first)."""
+    which = "it" if len(unfinished) == 1 else f"runs {', '.join(map(str, unfinished))} with"
+    fail(code, f"{message}; continue {which}:", exit_code)
+    for run_id in unfinished:
+        print(f"  evalsvc bulk resume {run_id} --inline{options}", file=sys.stderr)
+    return exit_code
 
 
 def _wait(store: Store, run_id: int) -> None:
@@ -372,12 +389,12 @@ def _wait(store: Store, run_id: int) -> None:
 
 def _resume(args: argparse.Namespace, settings: Settings) -> int:
     settings = bulk_settings(args, settings)
+    check_budget(settings, args.max_cost, "--max-cost")
     store = Store.from_settings(settings)
     reset = reopen_run(store, args.run_id, retry_failed=args.retry_failed)
     if reset:
         print(f"run {args.run_id}: {reset} failed item(s) will be retried", file=sys.stderr)
     if args.max_cost is not None:
-        _check_prices(settings)
         set_max_cost(store, args.run_id, args.max_cost)
     if args.inline:
         scorer = build_item_scorer(settings, store, load_now=False)

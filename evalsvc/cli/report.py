@@ -58,7 +58,7 @@ from evalsvc.reports.tables import (
     table5_tables,
     text_agreement_tables,
 )
-from evalsvc.reports.text_agreement import read_references, run_texts, text_agreement_report
+from evalsvc.reports.text_agreement import judged_texts, read_references, teacher_texts, text_agreement_report
 from evalsvc.settings import Settings
 from evalsvc.store import Store
 from evalsvc.store.report_queries import Match, PairBy
@@ -228,9 +228,9 @@ def _show(args: argparse.Namespace, report: BaseModel, tables: list[Table]) -> i
 
 def _text_agreement(args: argparse.Namespace, session: Session, tenant_id: int | None) -> int:
     """Every bad line of a references file is printed as FILE:LINE: message before the error."""
-    hypotheses = run_texts(session, args.run, tenant_id)
+    hypotheses = judged_texts(session, args.run, tenant_id)
     if args.teacher is not None:
-        references = run_texts(session, args.teacher, tenant_id)
+        references = teacher_texts(session, args.teacher, tenant_id)
     else:
         try:
             references = read_references(args.references)

@@ -13,7 +13,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 from transformers import AutoTokenizer, PreTrainedTokenizerBase
 from transformers.models.qwen3_omni_moe.processing_qwen3_omni_moe import _get_feat_extract_output_lengths
@@ -116,10 +115,6 @@ class AudioPromptProcessor:
             input_features=input_features,
             feature_attention_mask=feature_mask,
         )
-
-    def audio_token_counts(self, clips: Sequence[np.ndarray]) -> list[int]:
-        """How many `<|audio_pad|>` tokens each clip takes in the prompt (the audio encoder's outputs)."""
-        return self._token_counts(self.features(list(clips))[1])
 
     def _token_counts(self, feature_mask: torch.Tensor) -> list[int]:
         return _get_feat_extract_output_lengths(feature_mask.sum(-1), self.n_window).tolist()

@@ -21,7 +21,8 @@ from evalsvc.errors import InvalidParameter
 from evalsvc.reports.figures import bootstrap_figures
 from evalsvc.reports.schemas import Figure, ReportBase
 from evalsvc.store.models import EMPATHYEVAL_JUDGE
-from evalsvc.store.report_queries import done_scores, done_systems, done_verdicts, group_members
+from evalsvc.store.report_queries import done_scores, done_systems, done_verdicts
+from evalsvc.store.run_records import group_runs
 from evalsvc.store.scope import get_run
 
 EMPATHYEVAL_COLUMNS = ("NS", "WA", "EU", "ES", "avg")
@@ -87,8 +88,7 @@ def _group_runs(session: Session, run_ids: Sequence[int], tenant_id: int | None)
     found: dict[str, int] = {}
     for run_id in dict.fromkeys(run_ids):
         run = get_run(session, run_id, tenant_id=tenant_id)
-        members = [run] if run.group_id is None else group_members(session, run.group_id, tenant_id)
-        for member in members:
+        for member in group_runs(session, run, tenant_id):
             if found.get(member.judge, member.id) != member.id:
                 raise InvalidParameter(
                     f"runs {found[member.judge]} and {member.id} are both judged by {member.judge}: give one"

@@ -21,7 +21,15 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from evalsvc.store.models import EmotionLabelRow, LLMCallRow, LLMVerdict, Transcript
+from evalsvc.store.models import (
+    EmotionLabelRow,
+    LLMCallRow,
+    LLMVerdict,
+    ModelVersion,
+    Result,
+    RunItem,
+    Transcript,
+)
 from evalsvc.store.results import ensure_version_row, lookup_chunks, rows_by_content_key
 from evalsvc.store.upsert import upsert
 
@@ -121,6 +129,40 @@ def store_emotion_labels(
         for sha, label in labels.items()
     ]
     upsert(session, EmotionLabelRow, rows, conflict=["audio_sha256", "model_key"])
+
+
+def run_query_emotions(session: Session, run_id: int) -> dict[str, str]:
+    """Item key -> the emotion label the run's own judge read in the item's query clip: the stored
+    label of that clip by the emotion model in the judge's fingerprint (`model_versions.decoding`).
+
+    Only the +emotion LLM judges read labels; items judged by any other model (EmpathyEval, the judges
+    without +emotion) or not judged yet are left out. This, not `run_items.emotion` (the manifest's
+    label where it has one), is what the run's model predicted (`report text-agreement`'s SER)."""
+    query_sha256 = func.coalesce(Result.query_sha256, LLMVerdict.query_sha256)
+    rows = session.execute(
+        select(RunItem.item_key, RunItem.model_version_id, query_sha256)
+        .outerjoin(Result, RunItem.result_id == Result.id)
+        .outerjoin(LLMVerdict, RunItem.verdict_id == LLMVerdict.id)
+        .where(RunItem.run_id == run_id, RunItem.model_version_id.is_not(None))
+    ).all()
+    versions = {version for _, version, _ in rows}
+    decodings = session.execute(
+        select(ModelVersion.id, ModelVersion.decoding).where(ModelVersion.id.in_(versions))
+    )
+    emotion_models = {
+        version: decoding["emotion"]["key"]
+        for version, decoding in decodings
+        if isinstance(decoding.get("emotion"), dict)
+    }
+    clips: dict[str, list[tuple[str, str]]] = {}
+    for key, version, sha in rows:
+        if version in emotion_models and sha is not None:
+            clips.setdefault(emotion_models[version], []).append((key, sha))
+    labels: dict[str, str] = {}
+    for model_key, items in clips.items():
+        found = find_emotion_labels(session, model_key, {sha for _, sha in items})
+        labels.update((key, found[sha].label) for key, sha in items if sha in found)
+    return labels
 
 
 @dataclass(frozen=True)

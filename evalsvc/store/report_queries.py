@@ -347,15 +347,8 @@ def export_rows(
     return query
 
 
-# Table 5 (evalsvc.reports.table5): the runs of a judge group and what their finished items hold.
-
-
-def group_members(session: Session, group_id: int, tenant_id: int | None) -> list[Run]:
-    """The runs of the judge group `group_id` (the first run and those naming it), of the tenant."""
-    query = select(Run).where((Run.id == group_id) | (Run.group_id == group_id)).order_by(Run.id)
-    if tenant_id is not None:
-        query = query.where(Run.tenant_id == tenant_id)
-    return list(session.scalars(query))
+# Table 5 (evalsvc.reports.table5): what the finished items of a judge group's runs hold (the runs:
+# `run_records.group_runs`).
 
 
 def _done(run_id: int, system: str | None, dataset: str | None) -> list[ColumnElement[bool]]:

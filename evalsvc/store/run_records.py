@@ -58,16 +58,19 @@ def lead_group(session: Session, run_id: int) -> None:
 
 def set_group_budget(session: Session, run: Run, max_cost_usd: float) -> None:
     """A new LLM budget for the run and the other runs of its judge group."""
-    for member in group_run_ids(session, run):
-        session.get_one(Run, member).max_cost_usd = max_cost_usd
+    for member in group_runs(session, run):
+        member.max_cost_usd = max_cost_usd
 
 
-def group_run_ids(session: Session, run: Run) -> list[int]:
-    """The runs judging the same manifest as `run` (one per judge, `runs.group_id`), `run` included."""
+def group_runs(session: Session, run: Run, tenant_id: int | None = None) -> list[Run]:
+    """The runs judging the same manifest as `run` (one per judge, `runs.group_id`: the first run's id),
+    `run` included, in order; with `tenant_id`, only that tenant's."""
     if run.group_id is None:
-        return [run.id]
-    group = select(Run.id).where(or_(Run.id == run.group_id, Run.group_id == run.group_id)).order_by(Run.id)
-    return list(session.scalars(group))
+        return [run]
+    query = select(Run).where(or_(Run.id == run.group_id, Run.group_id == run.group_id)).order_by(Run.id)
+    if tenant_id is not None:
+        query = query.where(Run.tenant_id == tenant_id)
+    return list(session.scalars(query))
 
 
 def item_ids(session: Session, run_id: int, *, pending_only: bool = False) -> list[int]:

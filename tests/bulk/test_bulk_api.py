@@ -170,3 +170,39 @@ def test_a_run_over_http_takes_its_judge_and_refuses_ab_rows_without_a_reference
     assert created.status_code == 201, created.text
     assert (created.json()["judge"], created.json()["group_id"]) == ("llm-ab", None)
     assert upload(http, alice, body, judge="gpt").status_code == 422
+
+
+def test_a_run_over_http_takes_several_judges_as_a_group_with_a_budget(
+    http: TestClient, queued_settings: Settings, store: Store
+) -> None:
+    """`judge=a,b` and `max_cost_usd`: the CLI's `--judge a,b --max-cost USD` for an API tenant; without
+    the server's LLM prices a budget could not be kept, so it is refused before anything is recorded."""
+    alice = key_of(store, "alice")
+    row = {"id": "a", "query_audio": "q0.wav", "response_audio": "r0.flac", "system": "s", "dataset": "d"}
+    body = (json.dumps(row) + "\n").encode()
+    judges = "llm-mos,llm-mos+emotion,empathyeval"
+    unpriced = upload(http, alice, body, judge=judges, max_cost_usd="0.5")
+    assert unpriced.status_code == 400, unpriced.text
+    assert unpriced.json()["error"]["code"] == "invalid_parameter"
+    assert "max_cost_usd needs prices" in unpriced.json()["error"]["message"]
+    for form in ({"judge": "llm-mos,gpt"}, {"judge": "llm-mos", "max_cost_usd": "0"}):
+        refused = upload(http, alice, body, **form)
+        assert refused.status_code == 422 and refused.json()["error"]["code"] == "validation_failed", form
+    with store.session() as session:
+        assert session.scalar(select(func.count()).select_from(Run)) == 0
+
+    priced = queued_settings.model_copy(
+        update={"llm_price_input_per_1m": 2.5, "llm_price_output_per_1m": 10.0}
+    )
+    with TestClient(build_app(priced, store)) as client:
+        created = upload(client, alice, body, judge=judges, max_cost_usd="0.5")
+        assert created.status_code == 201, created.text
+        first = created.json()
+        assert len(first["runs"]) == 3 and first["runs"][0] == first["id"]
+        states = [client.get(f"/v1/runs/{run_id}", headers=alice).json() for run_id in first["runs"]]
+    assert [state["judge"] for state in states] == judges.split(",")
+    assert {state["group_id"] for state in states} == {first["id"]}
+    assert all("runs" not in state for state in states)  # POST only
+    with store.session() as session:
+        budgets = session.scalars(select(Run.max_cost_usd).where(Run.id.in_(first["runs"]))).all()
+    assert budgets == [0.5, 0.5, 0.5]

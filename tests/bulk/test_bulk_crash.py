@@ -28,7 +28,7 @@ from sqlalchemy import func, select
 
 from evalsvc.bulk.manifest import read_manifest
 from evalsvc.bulk.queue import WORKER_DEATHS, ShardQueue
-from evalsvc.bulk.run_operations import cancel_run, pending_shards, queue_run, record_run, run_progress
+from evalsvc.bulk.run_operations import cancel_run, pending_shards, queue_run, record_runs, run_progress
 from evalsvc.bulk.shards import Shard
 from evalsvc.cli import main
 from evalsvc.engine.tiny import TinyModelPaths
@@ -96,7 +96,7 @@ def start_worker(
 
 def submit(store: Store, settings: Settings, manifest: Path, shard_size: int, mode: Mode = "scores") -> int:
     items = read_manifest(manifest, [manifest.parent]).accepted(skip_invalid=False)
-    run_id = record_run(store, name="crash", mode=mode, items=items)
+    [run_id] = record_runs(store, name="crash", mode=mode, items=items)
     assert queue_run(store, ShardQueue.from_settings(settings), run_id, shard_size) == -(
         -len(items) // shard_size
     )

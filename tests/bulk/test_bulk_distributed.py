@@ -13,7 +13,7 @@ from sqlalchemy import select
 
 from evalsvc.bulk.manifest import read_manifest
 from evalsvc.bulk.queue import ShardQueue
-from evalsvc.bulk.run_operations import queue_run, record_run, run_state
+from evalsvc.bulk.run_operations import queue_run, record_runs, run_state
 from evalsvc.engine.tiny import TinyModelPaths
 from evalsvc.settings import Settings
 from evalsvc.store import Result, RunItem, Store
@@ -38,7 +38,7 @@ def test_a_worker_without_a_model_scores_through_the_http_model_tier(
     )
     store = Store.from_settings(settings)  # the server's own database (SQLite in its data directory)
     items = read_manifest(small_manifest, [small_manifest.parent]).accepted(skip_invalid=False)
-    run_id = record_run(store, name="through-http", mode="scores", items=items)
+    [run_id] = record_runs(store, name="through-http", mode="scores", items=items)
     assert queue_run(store, ShardQueue.from_settings(settings), run_id, 10) == 2
 
     env = {name: value for name, value in os.environ.items() if not name.startswith("EVALSVC_")} | {

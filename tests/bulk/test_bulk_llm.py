@@ -120,6 +120,17 @@ def runs_of(store: Store) -> list[Run]:
         return list(session.scalars(select(Run).order_by(Run.id)))
 
 
+def rate_limit_storm(server: ScriptedOpenAI) -> dict[str, bool]:
+    """Make every LLM call answer 429 until the returned switch's "on" is set to False."""
+    storm = {"on": True}
+
+    def script(body: dict[str, Any], number: int) -> Reply | Failure:
+        return Failure(429, "slow down") if storm["on"] else judge_like(body, number)
+
+    server.script = script
+    return storm
+
+
 def test_a_manifest_judged_by_three_judges_is_a_group_table5_reads_and_a_rerun_calls_nothing(
     bulk: LLMBulk,
 ) -> None:
@@ -235,12 +246,7 @@ def test_a_429_storm_stops_the_run_with_nothing_failed_and_resume_finishes_it(
     bulk: LLMBulk,
 ) -> None:
     server, store, pairs_dir, capsys = bulk.server, bulk.store, bulk.pairs_dir, bulk.capsys
-    storm = {"on": True}
-
-    def script(body: dict[str, Any], number: int) -> Reply | Failure:
-        return Failure(429, "slow down") if storm["on"] else judge_like(body, number)
-
-    server.script = script
+    storm = rate_limit_storm(server)
     manifest = llm_manifest(pairs_dir, "storm")
     code = main(["bulk", "run", str(manifest), "--name", "s", "--judge", "llm-mos", "--no-progress"])
     assert code == EXIT_CONFIG_ERROR and "llm_rate_limited" in capsys.readouterr().err
@@ -249,6 +255,31 @@ def test_a_429_storm_stops_the_run_with_nothing_failed_and_resume_finishes_it(
     storm["on"] = False
     assert main(["bulk", "resume", str(run.id), "--inline"]) == EXIT_OK
     assert json.loads(capsys.readouterr().out)["done"] == ROWS
+
+
+def test_a_group_stopped_by_an_outage_names_every_run_and_how_to_resume_each(
+    bulk: LLMBulk,
+) -> None:
+    """The first run of a three-judge group stops on a 429 storm: the later runs are recorded but not
+    scored, so every run id is printed up front and each unfinished run gets its resume line."""
+    server, store, pairs_dir, capsys = bulk.server, bulk.store, bulk.pairs_dir, bulk.capsys
+    storm = rate_limit_storm(server)
+    manifest = llm_manifest(pairs_dir, "group-storm")
+    judges = ["llm-mos", "llm-mos+emotion", "empathyeval"]
+    code = main(["bulk", "run", str(manifest), "--name", "g", "--judge", ",".join(judges), "--no-progress"])
+    err = capsys.readouterr().err
+    assert code == EXIT_CONFIG_ERROR and "llm_rate_limited" in err
+    runs = [run.id for run in runs_of(store)]
+    assert len(runs) == 3
+    for run_id, judge in zip(runs, judges, strict=True):
+        assert f"run {run_id} ({judge}): {ROWS} items recorded, scored in this process" in err
+        assert f"  evalsvc bulk resume {run_id} --inline\n" in err
+        assert item_states(store, run_id) == {"pending": ROWS}
+    assert f"run {runs[0]} stopped: " in err and f"continue runs {runs[0]}, {runs[1]}, {runs[2]} with:" in err
+    storm["on"] = False
+    for run_id in runs:
+        assert main(["bulk", "resume", str(run_id), "--inline"]) == EXIT_OK
+        assert json.loads(capsys.readouterr().out)["done"] == ROWS
 
 
 def test_an_unreadable_reply_fails_its_item_and_the_others_are_judged(

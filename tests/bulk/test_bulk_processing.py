@@ -18,7 +18,7 @@ from evalsvc.bulk.processing import ShardContext, ShardReport, process_shard
 from evalsvc.bulk.run_operations import (
     cancel_run,
     pending_shards,
-    record_run,
+    record_runs,
     reopen_run,
     run_in_process,
     run_state,
@@ -67,7 +67,7 @@ def context_for(
 
 def record(store: Store, manifest: Path, name: str = "run") -> int:
     items = read_manifest(manifest, [manifest.parent]).accepted(skip_invalid=False)
-    return record_run(store, name=name, mode="scores", items=items)
+    return record_runs(store, name=name, mode="scores", items=items)[0]
 
 
 def ignore(_progress: RunProgress) -> None:

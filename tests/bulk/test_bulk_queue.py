@@ -26,7 +26,7 @@ from evalsvc.bulk.manifest import read_manifest
 from evalsvc.bulk.processing import ShardContext
 from evalsvc.bulk.queue import WORKER_DEATHS, ShardQueue, requeue_abandoned
 from evalsvc.bulk.rq_worker import ShardWorker
-from evalsvc.bulk.run_operations import queue_run, record_run
+from evalsvc.bulk.run_operations import queue_run, record_runs
 from evalsvc.bulk.scorers import LocalItemScorer
 from evalsvc.bulk.shards import Shard
 from evalsvc.cli import main
@@ -123,7 +123,7 @@ def test_a_job_queued_under_the_job_path_of_the_last_release_still_runs(
     """Jobs queued before the worker moved into evalsvc.bulk name `workers.jobs.score_shard`, a module
     that no longer exists: the worker runs them with the job function of today (for one release)."""
     items = read_manifest(small_manifest, queued_settings.data_roots).accepted(skip_invalid=False)
-    run_id = record_run(store, name="queued-before-the-upgrade", mode="scores", items=items)
+    [run_id] = record_runs(store, name="queued-before-the-upgrade", mode="scores", items=items)
     queue = Queue(queued_settings.bulk_queue, connection=Redis.from_url(queued_settings.redis_url))
     queue.enqueue_call("workers.jobs.score_shard", args=(run_id, 1, SMALL), job_id=f"old-run{run_id}")
     assert importlib.util.find_spec("workers") is None  # the old package is gone
@@ -284,7 +284,7 @@ def test_a_job_that_fails_is_retried_by_rq_and_skips_what_was_done(
     scorer = BusyOnce(LocalItemScorer(engine, ResultCache(store), AudioLimits()))
     jobs.install(ShardContext(store, scorer, batch_size=4, batch_retries=0))
     items = read_manifest(small_manifest, [small_manifest.parent]).accepted(skip_invalid=False)
-    run_id = record_run(store, name="retried", mode="scores", items=items)
+    [run_id] = record_runs(store, name="retried", mode="scores", items=items)
     queue_run(store, ShardQueue.from_settings(queued_settings), run_id, 10)  # retry interval 0
     work()
     assert item_states(store, run_id) == {"done": SMALL}

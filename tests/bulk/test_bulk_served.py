@@ -12,7 +12,7 @@ from sqlalchemy import select
 from evalsvc.audio import AudioLimits
 from evalsvc.bulk.manifest import read_manifest
 from evalsvc.bulk.processing import ShardContext
-from evalsvc.bulk.run_operations import record_run, run_in_process
+from evalsvc.bulk.run_operations import record_runs, run_in_process
 from evalsvc.bulk.scorers import LocalItemScorer
 from evalsvc.engine.served import ServedJudge
 from evalsvc.errors import LLMServerError
@@ -59,7 +59,7 @@ def test_a_served_run_survives_an_outage_and_resumes(
             store, local, settings.bulk_batch_size, batch_retries=1, backoff_s=0.0, sleep=lambda _s: None
         )
         items = read_manifest(small_manifest, [small_manifest.parent]).accepted(skip_invalid=False)
-        run_id = record_run(store, name="served", mode="scores", items=items)
+        [run_id] = record_runs(store, name="served", mode="scores", items=items)
 
         with pytest.raises(LLMServerError) as stopped:  # the batch was retried, then the run stops
             run_in_process(store, context, run_id, settings.bulk_shard_size, _ignore)

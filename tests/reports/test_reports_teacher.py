@@ -19,10 +19,13 @@ import pytest
 from evalsvc.cli import main
 from evalsvc.cli.common import EXIT_OK, EXIT_USER_ERROR
 from evalsvc.errors import InvalidParameter, NotFound, ReferencesInvalid
+from evalsvc.judges.fingerprint import JudgeFingerprint
+from evalsvc.judges.provenance import ModelProvenance
 from evalsvc.reports import agreement_report
 from evalsvc.reports.agreement import teacher_scores
-from evalsvc.reports.text_agreement import read_references, run_texts, text_agreement_report
+from evalsvc.reports.text_agreement import judged_texts, read_references, teacher_texts, text_agreement_report
 from evalsvc.store import RunItemSpec, Store, create_tenant
+from evalsvc.store.judging import store_emotion_labels
 from tests.reports.builders import sha
 from tests.reports.reference import average_ranks, pearson
 from tests.store.factories import SeededItem, seed_run
@@ -37,6 +40,33 @@ SENTENCES = (
 )
 
 
+EMOTION_MODEL = ModelProvenance("emotion", "transformers", "local:ser", None, "e" * 64, {})
+LABELLING_JUDGE = JudgeFingerprint(
+    judge="llm-assessment+emotion",
+    llm_base_url="http://127.0.0.1:9/v1",
+    llm_model="judge-llm",
+    prompt_version="llm-judges-v1",
+    prompt_language="en",
+    decoding={"temperature": 0.0},
+    asr=ModelProvenance("asr", "transformers", "local:asr", None, "d" * 64, {}),
+    emotion=EMOTION_MODEL,
+)
+LABELLED = range(5, 40)
+"""The items of the +emotion judge's run: the teacher's keys, its manifest's emotions too."""
+
+
+def predicted(index: int) -> str:
+    """The label the +emotion judge's emotion model read in query clip `index`: the manifest's
+    (`EMOTIONS[index % 3]`) except for every fourth clip."""
+    return EMOTIONS[(index + (index % 4 == 0)) % 3]
+
+
+def labelled_accuracy() -> float:
+    """SER accuracy of the labelled clips' `predicted` labels against the manifest's."""
+    right = [predicted(index) == EMOTIONS[index % 3] for index in LABELLED[:-1]]
+    return sum(right) / len(right)
+
+
 @dataclass(frozen=True)
 class Seeded:
     tenant: int
@@ -45,6 +75,8 @@ class Seeded:
     teacher: int
     other_tenant_teacher: int
     disjoint: int
+    labelled: int
+    """A run of an +emotion LLM judge whose emotion model labelled the query clips of items 5..38."""
     judged_scores: dict[str, tuple[float, ...]]
     teacher_scores: dict[str, tuple[float, ...]]
 
@@ -98,7 +130,28 @@ def seeded(module_store: Store) -> Seeded:
         name="other",
         tenant_id=tenant,
     )
-    return Seeded(tenant, stranger, judged, teacher, foreign, disjoint, judged_scores, teacher_scores_)
+    labelled = seed_run(
+        module_store,
+        items(LABELLED, rng, emotions=True)[0],
+        mode="both",
+        name="labelled",
+        tenant_id=tenant,
+        llm_judge=LABELLING_JUDGE.to_dict(),
+    )
+    with module_store.session() as session:
+        labels = {
+            sha(f"q{index}"): {
+                "label": predicted(index),
+                "confidence": 0.9,
+                "probabilities": {predicted(index): 0.9},
+                "raw_label": predicted(index),
+            }
+            for index in LABELLED[:-1]
+        }
+        store_emotion_labels(session, EMOTION_MODEL.to_dict(), labels)
+    return Seeded(
+        tenant, stranger, judged, teacher, foreign, disjoint, labelled, judged_scores, teacher_scores_
+    )
 
 
 def test_agreement_with_a_teacher_run_matches_the_reference_figures(
@@ -151,23 +204,58 @@ def test_a_teacher_run_of_another_tenant_or_without_common_items_is_refused(
 def test_text_agreement_with_a_teacher_run(module_store: Store, seeded: Seeded) -> None:
     with module_store.session() as session:
         report = text_agreement_report(
-            run_texts(session, seeded.judged, seeded.tenant),
-            run_texts(session, seeded.teacher, seeded.tenant),
+            judged_texts(session, seeded.judged, seeded.tenant),
+            teacher_texts(session, seeded.teacher, seeded.tenant),
         )
         itself = text_agreement_report(
-            run_texts(session, seeded.teacher, None), run_texts(session, seeded.teacher, None)
+            judged_texts(session, seeded.teacher, None), teacher_texts(session, seeded.teacher, None)
+        )
+        unlabelled_teacher = text_agreement_report(
+            judged_texts(session, seeded.labelled, None), teacher_texts(session, seeded.judged, None)
         )
     assert (report["matched"], report["without_reference"], report["without_hypothesis"]) == (25, 5, 10)
     assert set(report["text"]["unavailable"]) >= {"SPICE", "SPIDEr", "FENSE"}
     assert "stanford" in report["text"]["unavailable"]["SPICE"].lower()
-    assert report["ser"] == {
-        "unavailable": f"no item has an emotion label in both run {seeded.judged} and run {seeded.teacher}"
+    assert report["ser"]["unavailable"].startswith(
+        f"the model of run {seeded.judged} produced no emotion labels"
+    )
+    assert unlabelled_teacher["ser"] == {
+        "unavailable": f"no item has an emotion label in both run {seeded.labelled} and run {seeded.judged}"
     }
     scores = itself["text"]["scores"]
     for name in ("BLEU-1", "BLEU-4", "ROUGE-L"):
         assert scores[name] == pytest.approx(1.0, abs=1e-6), name
     assert scores["METEOR"] > 0.9  # its fragmentation penalty keeps even identical texts below 1
-    assert itself["ser"]["accuracy"] == 1.0 and itself["ser"]["count"] == 35
+    # The teacher's items carry the manifest's emotions, but its model (EmpathyEval) labels no clip:
+    # comparing the manifest with itself would be 1.0 and measure nothing.
+    assert "accuracy" not in itself["ser"]
+    assert itself["ser"]["unavailable"] == (
+        f"the model of run {seeded.teacher} produced no emotion labels (only the +emotion LLM judges label "
+        "the query clip; the manifest's query_emotion is a reference, not a prediction)"
+    )
+
+
+def test_ser_accuracy_measures_the_labels_the_judged_model_read(
+    module_store: Store, seeded: Seeded, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The +emotion judge's run has the manifest's emotions on its items, like the teacher: SER compares
+    the labels its emotion model read (wrong on every fourth clip, none for item 39) with the teacher's."""
+    assert 0 < labelled_accuracy() < 1
+    code = main(
+        [
+            "report",
+            "text-agreement",
+            str(seeded.labelled),
+            "--teacher",
+            str(seeded.teacher),
+            "--json",
+            *database(module_store),
+        ]
+    )
+    report = json.loads(capsys.readouterr().out)
+    assert code == EXIT_OK
+    assert report["ser"]["count"] == 34
+    assert report["ser"]["accuracy"] == pytest.approx(labelled_accuracy())
 
 
 def database(store: Store) -> list[str]:
@@ -216,25 +304,25 @@ def test_references_file_bad_lines_are_listed_and_nothing_is_computed(
 def test_references_file_with_several_references_and_emotions(
     module_store: Store, seeded: Seeded, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """CSV references: two of one key, emotion on some rows only; SER compares the teacher run's item
-    emotions (sad/happy/angry by index) with the file's, 2 of 3 right."""
+    """CSV references: two of one key, emotion on some rows only; SER compares the labels the +emotion
+    judge's model read (by `predicted`) with the file's, 1 of 3 right."""
     path = tmp_path / "refs.csv"
     path.write_text(
         "item_key,assessment,emotion,comment\n"
         f'item-005,"{SENTENCES[1]}",,first\n'
         f'item-005,"{SENTENCES[0]}",,second\n'
-        f"item-006,,HAPPY.,\n"
+        f"item-006,,SAD.,\n"
         f"item-007,,sad,\n"
         f'item-008,"{SENTENCES[0]}",angry,\n'
     )
     texts = read_references(path)
     assert texts.assessments["item-005"] == [SENTENCES[1], SENTENCES[0]]
-    assert texts.emotions == {"item-006": "HAPPY.", "item-007": "sad", "item-008": "angry"}
+    assert texts.emotions == {"item-006": "SAD.", "item-007": "sad", "item-008": "angry"}
     code = main(
         [
             "report",
             "text-agreement",
-            str(seeded.teacher),
+            str(seeded.labelled),
             "--references",
             str(path),
             "--json",
@@ -245,7 +333,11 @@ def test_references_file_with_several_references_and_emotions(
     assert code == EXIT_OK
     report = json.loads(out)
     assert (report["matched"], report["without_hypothesis"], report["without_reference"]) == (2, 0, 33)
-    # item-006 happy (teacher: index 6 % 3 = 0 -> sad), item-007 sad (7 % 3 = 1 -> happy), item-008 angry (2 -> angry)
+    assert [predicted(index) for index in (6, 7, 8)] == [
+        "sad",
+        "happy",
+        "sad",
+    ]  # the file: SAD. (right), sad, angry
     assert report["ser"]["count"] == 3 and report["ser"]["accuracy"] == pytest.approx(1 / 3)
 
 
@@ -283,7 +375,22 @@ def test_a_run_export_is_a_references_file(
     report = json.loads(capsys.readouterr().out)
     assert code == EXIT_OK
     assert report["matched"] == 35 and report["text"]["scores"]["BLEU-4"] == pytest.approx(1.0)
-    assert report["ser"]["accuracy"] == 1.0
+    assert report["ser"]["unavailable"].startswith(
+        f"the model of run {seeded.teacher} produced no emotion labels"
+    )
+    code = main(
+        [
+            "report",
+            "text-agreement",
+            str(seeded.labelled),
+            "--references",
+            str(export),
+            "--json",
+            *database(module_store),
+        ]
+    )
+    assert code == EXIT_OK
+    assert json.loads(capsys.readouterr().out)["ser"]["accuracy"] == pytest.approx(labelled_accuracy())
 
 
 def test_no_matched_item_or_no_assessment_is_a_clear_failure(

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 from transformers import AutoConfig, AutoTokenizer
+from transformers.models.qwen3_omni_moe.processing_qwen3_omni_moe import _get_feat_extract_output_lengths
 
 from evalsvc.engine.hub_layout import save_in_hub_layout
 from evalsvc.engine.inputs import AUDIO_PAD, AudioPromptProcessor
@@ -33,14 +34,16 @@ def as_vllm_hands_them_to_the_template(messages: list[dict[str, Any]]) -> list[d
 
 def served_prompt_ids(checkpoint: Path, pair: AudioPair, processor: AudioPromptProcessor) -> list[int]:
     """Token ids of the request rendered with the checkpoint's own template, each audio pad expanded
-    to the clip's token count as the model's processor does on the server."""
+    to the clip's token count as the model's processor does on the server (transformers' own count of
+    the audio encoder's outputs)."""
     tokenizer = AutoTokenizer.from_pretrained(str(checkpoint))
     rendered = tokenizer.apply_chat_template(
         as_vllm_hands_them_to_the_template(judge_messages(pair)), add_generation_prompt=True, tokenize=False
     )
     ids = tokenizer(rendered, add_special_tokens=False)["input_ids"]
     pad = tokenizer.convert_tokens_to_ids(AUDIO_PAD)
-    lengths = iter(processor.audio_token_counts([pair.query.samples, pair.response.samples]))
+    feature_mask = processor.features([pair.query.samples, pair.response.samples])[1]
+    lengths = iter(_get_feat_extract_output_lengths(feature_mask.sum(-1), processor.n_window).tolist())
     expanded: list[int] = []
     for token in ids:
         expanded += [pad] * next(lengths) if token == pad else [token]

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -24,6 +25,7 @@ from evalsvc.store import (
     refresh_run_counts,
     store_results,
 )
+from evalsvc.store.judging import ensure_judge_version
 
 
 def make_fingerprint(**changes: object) -> ModelFingerprint:
@@ -84,19 +86,24 @@ def seed_run(
     name: str = "run",
     tenant_id: int | None = None,
     judge: str = "judge-1",
+    llm_judge: Mapping[str, Any] | None = None,
 ) -> int:
     """A run of `items` written through the store's own API, as a bulk run would leave it.
 
-    Each judge name is one model version, so tests can mix judges; returns the run id.
+    Each judge name is one model version, so tests can mix judges; `llm_judge` (a
+    `JudgeFingerprint.to_dict()`) makes the results an LLM judge's instead. Returns the run id.
     """
     fingerprint = make_fingerprint(prompt_version=judge)
     with store.session() as session:
         run_id = create_run(session, name=name, mode=mode, tenant_id=tenant_id).id
         add_run_items(session, run_id, [item.spec for item in items])
-        version = ensure_model_version(session, fingerprint)
+        if llm_judge is None:
+            version, version_key = ensure_model_version(session, fingerprint), fingerprint.key
+        else:
+            version, version_key = ensure_judge_version(session, llm_judge), llm_judge["fingerprint"]
         records = {
             item.spec.item_key: ResultRecord(
-                content_key=content_key(item.query_sha256, item.response_sha256, fingerprint.key, mode),
+                content_key=content_key(item.query_sha256, item.response_sha256, version_key, mode),
                 query_sha256=item.query_sha256,
                 response_sha256=item.response_sha256,
                 mode=mode,

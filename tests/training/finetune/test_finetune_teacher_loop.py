@@ -175,7 +175,7 @@ def test_teacher_run_to_served_judge_to_agreement(
     assert texts["matched"] == HELD_OUT_PAIRS
     assert set(texts["text"]["scores"]) >= {"BLEU-1", "BLEU-4", "ROUGE-L", "CIDEr-D"}
     assert set(texts["text"]["unavailable"]) >= {"SPICE", "SPIDEr", "FENSE"}
-    assert "unavailable" in texts["ser"]  # the new run's manifest has no emotion labels
+    assert "unavailable" in texts["ser"]  # the new judge (EmpathyEval) labels no clip
 
     code, out, err = cli(capsys, "report", "text-agreement", str(judged), "--teacher", str(held_teacher), *db)
     assert code == EXIT_OK, err
