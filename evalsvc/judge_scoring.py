@@ -47,11 +47,13 @@ from evalsvc.store.judging import (
     CallRecord,
     VerdictRecord,
     ensure_judge_version,
+    find_assessment_fields,
     find_emotion_labels,
     find_transcripts,
     find_verdicts,
     record_calls,
     run_spend,
+    store_assessment_fields,
     store_emotion_labels,
     store_transcripts,
     store_verdicts,
@@ -244,20 +246,28 @@ class JudgeService:
             replace(answer, texts=text) if answer is not None else None
             for answer, text in zip(found, texts, strict=True)
         ]
-        misses = [index for index, answer in enumerate(answers) if answer is None]
+        # One question per distinct cache key: a pair on two rows of one batch is asked once.
+        misses: dict[str, int] = {}
+        for index, answer in enumerate(answers):
+            if answer is None:
+                misses.setdefault(keys[index], index)
         if not misses:
             return [answer for answer in answers if answer is not None]
-        miss_texts = [texts[index] for index in misses]
+        miss_keys = list(misses)
+        miss_texts = [texts[index] for index in misses.values()]
         if max_cost_usd is not None:
             self._check_budget(spec, miss_texts, budget_runs, max_cost_usd)
         results = LLMJudge(spec, self.client).judge_many(miss_texts)
-        miss_keys = [keys[index] for index in misses]
         stored = self._save(
-            spec, fingerprint, [pairs[i] for i in misses], miss_keys, results, run_id, tenant_id
+            spec, fingerprint, [pairs[i] for i in misses.values()], miss_keys, results, run_id, tenant_id
         )
-        for index, key, text, result in zip(misses, miss_keys, miss_texts, results, strict=True):
-            answers[index] = _fresh_answer(result, stored.get(key), text)
-        return [answer for answer in answers if answer is not None]
+        fresh = {
+            key: _fresh_answer(result, stored.get(key), text)
+            for key, text, result in zip(miss_keys, miss_texts, results, strict=True)
+        }
+        return [
+            answer if answer is not None else fresh[key] for key, answer in zip(keys, answers, strict=True)
+        ]
 
     def _lookup(
         self, spec: JudgeSpec, keys: Sequence[str], tenant_id: int | None
@@ -268,7 +278,13 @@ class JudgeService:
             if spec.kind == "llm-assessment":
                 rows = find_results(session, keys)
                 numbers = _numbers(session, tenant_id, {key: row.id for key, row in rows.items()})
-                return [_assessment_answer(rows[key], numbers[key]) if key in rows else None for key in keys]
+                fields = find_assessment_fields(session, (row.id for row in rows.values()))
+                return [
+                    _assessment_answer(rows[key], numbers[key], fields.get(rows[key].id))
+                    if key in rows
+                    else None
+                    for key in keys
+                ]
             verdicts = find_verdicts(session, keys)
             return [_verdict_answer(verdicts[key]) if key in verdicts else None for key in keys]
 
@@ -342,6 +358,10 @@ class JudgeService:
                     session,
                     version_id,
                     [_assessment_record(key, pair, result) for pair, key, result in good],  # type: ignore[arg-type]
+                )
+                store_assessment_fields(
+                    session,
+                    {ids[key]: result.assessment.to_dict() for _, key, result in good},  # type: ignore[union-attr]
                 )
                 numbers = _numbers(session, tenant_id, ids)
                 return {key: numbers[key] for key in ids}
@@ -489,9 +509,11 @@ def _verdict_answer(row: LLMVerdict) -> JudgeAnswer:
     return JudgeAnswer(value, None, cached=True, verdict_id=row.id)
 
 
-def _assessment_answer(row: Result, number: int) -> JudgeAnswer:
-    scores = {"NS": row.ns, "WA": row.wa, "EU": row.eu, "ES": row.es, "avg": row.avg}
-    return JudgeAnswer({"scores": scores, "text": row.assessment}, None, cached=True, result_id=number)
+def _assessment_answer(row: Result, number: int, fields: dict[str, Any] | None) -> JudgeAnswer:
+    """A stored llm-assessment as a fresh one reads; `assessment` is None only for a result stored
+    before its structured fields were (migration 0008)."""
+    value = {"scores": row.score_values(), "text": row.assessment, "assessment": fields}
+    return JudgeAnswer(value, None, cached=True, result_id=number)
 
 
 def _turn_dict(turn: TurnInput) -> dict[str, Any]:

@@ -109,6 +109,31 @@ def test_assessment_results_are_empathyeval_shaped_rows_of_results(
             assert row.avg == pytest.approx((row.ns + row.wa + row.eu + row.es) / 4)  # type: ignore[operator]
 
 
+def test_a_cached_assessment_equals_the_fresh_one(
+    llm: ClientFactory, judge_models_settings: Settings, store: Store
+) -> None:
+    with llm() as (client, server):
+        fresh = JudgeService(judge_models_settings, store, client).judge("llm-assessment", pairs())
+        cached = JudgeService(judge_models_settings, store, client).judge("llm-assessment", pairs())
+        assert len(server.requests) == 2
+    assert [a.cached for a in cached] == [True, True]
+    assert all(a.value and a.value["assessment"]["true_intent"] for a in fresh)  # type: ignore[index]
+    assert [a.to_dict() | {"cached": None} for a in cached] == [a.to_dict() | {"cached": None} for a in fresh]
+
+
+def test_duplicate_pairs_of_one_batch_are_sent_once(
+    llm: ClientFactory, judge_models_settings: Settings, store: Store
+) -> None:
+    twice = [pairs()[0], pairs()[1], pairs()[0]]
+    with llm() as (client, server):
+        for judge in ("llm-assessment", "llm-mos"):
+            answers = JudgeService(judge_models_settings, store, client).judge(judge, twice)
+            assert [a.cached for a in answers] == [False] * 3
+            assert answers[0].to_dict() == answers[2].to_dict() and answers[0].value is not None
+        assert len(server.requests) == 4
+    assert count(store, LLMCallRow) == 4 and count(store, Result) == 2 and count(store, LLMVerdict) == 2
+
+
 def test_failures_are_ledgered_but_never_cached(
     llm: ClientFactory, judge_models_settings: Settings, store: Store
 ) -> None:
