@@ -12,7 +12,9 @@ llm-mos and llm-ab results are `llm_verdicts`; llm-assessment results are `resul
 EmpathyEval's shape (text ending in the SCORES line, the four scores) under a `model_versions` row whose
 `profile` is the judge id, so everything that reads EmpathyEval results reads them unchanged. A failure
 is never stored: the next run asks again. Without a store (`score --no-store`) nothing is read or
-written. The Whisper and emotion models are loaded on the first clip the store has no text for.
+written. The fingerprint comes from the Whisper and emotion models' files (config, weights hash): the
+models themselves are loaded on the first clip the store has no text for, so a fully cached run loads
+neither (a FunASR emotion model, or a hub checkpoint not downloaded yet, is loaded to be known).
 """
 
 from __future__ import annotations
@@ -120,17 +122,30 @@ class SpeechTexts:
         self._store = store
         self._transcriber: WhisperTranscriber | None = None
         self._labeller: EmotionLabeller | None = None
+        self._asr: ModelProvenance | None = None
+        self._emotion: ModelProvenance | None = None
         self._lock = threading.Lock()
 
     @property
     def asr(self) -> ModelProvenance:
+        """The ASR model's provenance, from its files: Whisper is loaded only where they do not tell
+        (a hub checkpoint not downloaded yet) or for a clip the store has no transcript of."""
         with self._lock:
-            return self._load_transcriber().provenance
+            if self._asr is None:
+                from evalsvc.judges.transcripts import whisper_provenance  # torch comes with it
+
+                self._asr = whisper_provenance(self._settings) or self._load_transcriber().provenance
+            return self._asr
 
     @property
     def emotion(self) -> ModelProvenance:
+        """The emotion model's provenance, from its files where they tell (as `asr`)."""
         with self._lock:
-            return self._load_labeller().provenance
+            if self._emotion is None:
+                from evalsvc.judges.emotion_models import emotion_provenance
+
+                self._emotion = emotion_provenance(self._settings) or self._load_labeller().provenance
+            return self._emotion
 
     def transcripts(self, clips: Sequence[DecodedAudio]) -> dict[str, str]:
         """Text by audio sha256."""
@@ -233,7 +248,13 @@ class JudgeService:
     ) -> list[JudgeAnswer]:
         """Answers in input order. Bad input (an A/B pair without a reference) is refused before any
         call. With `max_cost_usd`, a batch whose cost bound would take the ledger of `budget_runs` past
-        it raises `LLMBudgetExceeded` before its first call; `run_id` is what the ledger records."""
+        it raises `LLMBudgetExceeded` before its first call, as does a ledger holding unpriced calls
+        (its spend is unknown); `run_id` is what the ledger records.
+
+        The check reads the committed ledger, without a reservation: W processes judging one group at
+        once each pass it on the same spend, so the group can end at most (W - 1) x B past the budget,
+        B the largest batch's cost bound (batch size x calls per pair x the bound of one call, every
+        reply at `max_tokens`; the input side is the estimator's approximate token count)."""
         spec = self.spec(judge_id)
         _check_references(spec, pairs)
         fingerprint = self.fingerprint(spec)
@@ -316,7 +337,16 @@ class JudgeService:
         spent = 0.0
         if self.store is not None and runs:
             with self.store.session() as session:
-                spent = run_spend(session, runs).cost_usd or 0.0
+                spend = run_spend(session, runs)
+            if spend.cost_usd is None:
+                # Calls made without prices: what they cost is unknown, and reading it as $0 would let
+                # the run spend past the budget. Refused, like a budget without prices.
+                raise LLMBudgetExceeded(
+                    f"the ledger of this run group holds LLM calls made without prices: what they cost is "
+                    f"unknown, so --max-cost ${max_cost_usd:g} cannot be enforced; stopped before the calls "
+                    "(judge the rest in a new run, or without --max-cost)"
+                )
+            spent = spend.cost_usd
         if spent + bound > max_cost_usd:
             raise LLMBudgetExceeded(
                 f"the next {len(texts)} pair(s) for {spec.judge_id} could cost up to ${bound:.4f}; with "
