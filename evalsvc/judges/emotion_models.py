@@ -20,10 +20,14 @@ from transformers import AutoConfig, AutoFeatureExtractor, AutoModelForAudioClas
 from transformers.utils import logging as transformers_logging
 
 from evalsvc.audio import SAMPLE_RATE, DecodedAudio
-from evalsvc.engine.fingerprint import resolve_checkpoint
 from evalsvc.errors import ModelLoadError
 from evalsvc.judges.emotions import EmotionLabel, LabelMapping
-from evalsvc.judges.provenance import ModelProvenance, funasr_provenance, transformers_provenance
+from evalsvc.judges.provenance import (
+    ModelProvenance,
+    funasr_provenance,
+    local_config,
+    transformers_provenance,
+)
 from evalsvc.judges.speech import device_and_dtype, map_in_batches
 from evalsvc.judges.tiny import ensure_tiny_emotion_classifier, tiny_emotion_dir
 from evalsvc.settings import TINY_MODEL, Settings
@@ -51,13 +55,10 @@ def emotion_provenance(settings: Settings) -> ModelProvenance | None:
     if _backend(settings) == "funasr":
         return None
     source = _transformers_source(settings)
-    if resolve_checkpoint(source, settings.emotion_revision)[2] is None:
-        return None
-    try:
-        config = AutoConfig.from_pretrained(source, revision=settings.emotion_revision)
-    except (OSError, ValueError) as error:
-        raise ModelLoadError(f"cannot read the emotion model {settings.emotion_model!r}: {error}") from error
-    return _transformers_provenance(settings, source, config)
+    config = local_config(
+        "emotion", settings.emotion_model, source, settings.emotion_revision, AutoConfig.from_pretrained
+    )
+    return None if config is None else _transformers_provenance(settings, source, config)
 
 
 def _backend(settings: Settings) -> str:

@@ -18,9 +18,8 @@ from transformers.models.whisper.tokenization_whisper import LANGUAGES, TO_LANGU
 from transformers.utils import logging as transformers_logging
 
 from evalsvc.audio import SAMPLE_RATE, DecodedAudio
-from evalsvc.engine.fingerprint import resolve_checkpoint
 from evalsvc.errors import InvalidParameter, ModelLoadError
-from evalsvc.judges.provenance import ModelProvenance, transformers_provenance
+from evalsvc.judges.provenance import ModelProvenance, local_config, transformers_provenance
 from evalsvc.judges.speech import device_and_dtype, map_in_batches
 from evalsvc.judges.tiny import ensure_tiny_whisper, tiny_whisper_dir
 from evalsvc.settings import TINY_MODEL, Settings
@@ -135,13 +134,10 @@ def whisper_provenance(settings: Settings) -> ModelProvenance | None:
     so a run whose transcripts are all stored never loads Whisper. None for a hub checkpoint with no
     local snapshot yet: its revision is known once `load` has downloaded it."""
     source = whisper_source(settings)
-    if resolve_checkpoint(source, settings.asr_revision)[2] is None:
-        return None
-    try:
-        generation = GenerationConfig.from_pretrained(source, revision=settings.asr_revision)
-    except (OSError, ValueError) as error:
-        raise ModelLoadError(f"cannot read the ASR model {settings.asr_model!r}: {error}") from error
-    return _provenance(settings, source, generation)
+    generation = local_config(
+        "ASR", settings.asr_model, source, settings.asr_revision, GenerationConfig.from_pretrained
+    )
+    return None if generation is None else _provenance(settings, source, generation)
 
 
 def _provenance(settings: Settings, source: str, generation: Any) -> ModelProvenance:
