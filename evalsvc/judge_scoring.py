@@ -12,7 +12,9 @@ llm-mos and llm-ab results are `llm_verdicts`; llm-assessment results are `resul
 EmpathyEval's shape (text ending in the SCORES line, the four scores) under a `model_versions` row whose
 `profile` is the judge id, so everything that reads EmpathyEval results reads them unchanged. A failure
 is never stored: the next run asks again. Without a store (`score --no-store`) nothing is read or
-written. The Whisper and emotion models are loaded on the first clip the store has no text for.
+written. The fingerprint comes from the Whisper and emotion models' files (config, weights hash): the
+models themselves are loaded on the first clip the store has no text for, so a fully cached run loads
+neither (a FunASR emotion model, or a hub checkpoint not downloaded yet, is loaded to be known).
 """
 
 from __future__ import annotations
@@ -47,11 +49,13 @@ from evalsvc.store.judging import (
     CallRecord,
     VerdictRecord,
     ensure_judge_version,
+    find_assessment_fields,
     find_emotion_labels,
     find_transcripts,
     find_verdicts,
     record_calls,
     run_spend,
+    store_assessment_fields,
     store_emotion_labels,
     store_transcripts,
     store_verdicts,
@@ -118,17 +122,30 @@ class SpeechTexts:
         self._store = store
         self._transcriber: WhisperTranscriber | None = None
         self._labeller: EmotionLabeller | None = None
+        self._asr: ModelProvenance | None = None
+        self._emotion: ModelProvenance | None = None
         self._lock = threading.Lock()
 
     @property
     def asr(self) -> ModelProvenance:
+        """The ASR model's provenance, from its files: Whisper is loaded only where they do not tell
+        (a hub checkpoint not downloaded yet) or for a clip the store has no transcript of."""
         with self._lock:
-            return self._load_transcriber().provenance
+            if self._asr is None:
+                from evalsvc.judges.transcripts import whisper_provenance  # torch comes with it
+
+                self._asr = whisper_provenance(self._settings) or self._load_transcriber().provenance
+            return self._asr
 
     @property
     def emotion(self) -> ModelProvenance:
+        """The emotion model's provenance, from its files where they tell (as `asr`)."""
         with self._lock:
-            return self._load_labeller().provenance
+            if self._emotion is None:
+                from evalsvc.judges.emotion_models import emotion_provenance
+
+                self._emotion = emotion_provenance(self._settings) or self._load_labeller().provenance
+            return self._emotion
 
     def transcripts(self, clips: Sequence[DecodedAudio]) -> dict[str, str]:
         """Text by audio sha256."""
@@ -231,7 +248,13 @@ class JudgeService:
     ) -> list[JudgeAnswer]:
         """Answers in input order. Bad input (an A/B pair without a reference) is refused before any
         call. With `max_cost_usd`, a batch whose cost bound would take the ledger of `budget_runs` past
-        it raises `LLMBudgetExceeded` before its first call; `run_id` is what the ledger records."""
+        it raises `LLMBudgetExceeded` before its first call, as does a ledger holding unpriced calls
+        (its spend is unknown); `run_id` is what the ledger records.
+
+        The check reads the committed ledger, without a reservation: W processes judging one group at
+        once each pass it on the same spend, so the group can end at most (W - 1) x B past the budget,
+        B the largest batch's cost bound (batch size x calls per pair x the bound of one call, every
+        reply at `max_tokens`; the input side is the estimator's approximate token count)."""
         spec = self.spec(judge_id)
         _check_references(spec, pairs)
         fingerprint = self.fingerprint(spec)
@@ -244,20 +267,28 @@ class JudgeService:
             replace(answer, texts=text) if answer is not None else None
             for answer, text in zip(found, texts, strict=True)
         ]
-        misses = [index for index, answer in enumerate(answers) if answer is None]
+        # One question per distinct cache key: a pair on two rows of one batch is asked once.
+        misses: dict[str, int] = {}
+        for index, answer in enumerate(answers):
+            if answer is None:
+                misses.setdefault(keys[index], index)
         if not misses:
             return [answer for answer in answers if answer is not None]
-        miss_texts = [texts[index] for index in misses]
+        miss_keys = list(misses)
+        miss_texts = [texts[index] for index in misses.values()]
         if max_cost_usd is not None:
             self._check_budget(spec, miss_texts, budget_runs, max_cost_usd)
         results = LLMJudge(spec, self.client).judge_many(miss_texts)
-        miss_keys = [keys[index] for index in misses]
         stored = self._save(
-            spec, fingerprint, [pairs[i] for i in misses], miss_keys, results, run_id, tenant_id
+            spec, fingerprint, [pairs[i] for i in misses.values()], miss_keys, results, run_id, tenant_id
         )
-        for index, key, text, result in zip(misses, miss_keys, miss_texts, results, strict=True):
-            answers[index] = _fresh_answer(result, stored.get(key), text)
-        return [answer for answer in answers if answer is not None]
+        fresh = {
+            key: _fresh_answer(result, stored.get(key), text)
+            for key, text, result in zip(miss_keys, miss_texts, results, strict=True)
+        }
+        return [
+            answer if answer is not None else fresh[key] for key, answer in zip(keys, answers, strict=True)
+        ]
 
     def _lookup(
         self, spec: JudgeSpec, keys: Sequence[str], tenant_id: int | None
@@ -268,7 +299,13 @@ class JudgeService:
             if spec.kind == "llm-assessment":
                 rows = find_results(session, keys)
                 numbers = _numbers(session, tenant_id, {key: row.id for key, row in rows.items()})
-                return [_assessment_answer(rows[key], numbers[key]) if key in rows else None for key in keys]
+                fields = find_assessment_fields(session, (row.id for row in rows.values()))
+                return [
+                    _assessment_answer(rows[key], numbers[key], fields.get(rows[key].id))
+                    if key in rows
+                    else None
+                    for key in keys
+                ]
             verdicts = find_verdicts(session, keys)
             return [_verdict_answer(verdicts[key]) if key in verdicts else None for key in keys]
 
@@ -300,7 +337,16 @@ class JudgeService:
         spent = 0.0
         if self.store is not None and runs:
             with self.store.session() as session:
-                spent = run_spend(session, runs).cost_usd or 0.0
+                spend = run_spend(session, runs)
+            if spend.cost_usd is None:
+                # Calls made without prices: what they cost is unknown, and reading it as $0 would let
+                # the run spend past the budget. Refused, like a budget without prices.
+                raise LLMBudgetExceeded(
+                    f"the ledger of this run group holds LLM calls made without prices: what they cost is "
+                    f"unknown, so --max-cost ${max_cost_usd:g} cannot be enforced; stopped before the calls "
+                    "(judge the rest in a new run, or without --max-cost)"
+                )
+            spent = spend.cost_usd
         if spent + bound > max_cost_usd:
             raise LLMBudgetExceeded(
                 f"the next {len(texts)} pair(s) for {spec.judge_id} could cost up to ${bound:.4f}; with "
@@ -342,6 +388,10 @@ class JudgeService:
                     session,
                     version_id,
                     [_assessment_record(key, pair, result) for pair, key, result in good],  # type: ignore[arg-type]
+                )
+                store_assessment_fields(
+                    session,
+                    {ids[key]: result.assessment.to_dict() for _, key, result in good},  # type: ignore[union-attr]
                 )
                 numbers = _numbers(session, tenant_id, ids)
                 return {key: numbers[key] for key in ids}
@@ -489,9 +539,11 @@ def _verdict_answer(row: LLMVerdict) -> JudgeAnswer:
     return JudgeAnswer(value, None, cached=True, verdict_id=row.id)
 
 
-def _assessment_answer(row: Result, number: int) -> JudgeAnswer:
-    scores = {"NS": row.ns, "WA": row.wa, "EU": row.eu, "ES": row.es, "avg": row.avg}
-    return JudgeAnswer({"scores": scores, "text": row.assessment}, None, cached=True, result_id=number)
+def _assessment_answer(row: Result, number: int, fields: dict[str, Any] | None) -> JudgeAnswer:
+    """A stored llm-assessment as a fresh one reads; `assessment` is None only for a result stored
+    before its structured fields were (migration 0008)."""
+    value = {"scores": row.score_values(), "text": row.assessment, "assessment": fields}
+    return JudgeAnswer(value, None, cached=True, result_id=number)
 
 
 def _turn_dict(turn: TurnInput) -> dict[str, Any]:

@@ -16,13 +16,18 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import torch
-from transformers import AutoFeatureExtractor, AutoModelForAudioClassification
+from transformers import AutoConfig, AutoFeatureExtractor, AutoModelForAudioClassification
 from transformers.utils import logging as transformers_logging
 
 from evalsvc.audio import SAMPLE_RATE, DecodedAudio
 from evalsvc.errors import ModelLoadError
 from evalsvc.judges.emotions import EmotionLabel, LabelMapping
-from evalsvc.judges.provenance import ModelProvenance, funasr_provenance, transformers_provenance
+from evalsvc.judges.provenance import (
+    ModelProvenance,
+    funasr_provenance,
+    local_config,
+    transformers_provenance,
+)
 from evalsvc.judges.speech import device_and_dtype, map_in_batches
 from evalsvc.judges.tiny import ensure_tiny_emotion_classifier, tiny_emotion_dir
 from evalsvc.settings import TINY_MODEL, Settings
@@ -38,12 +43,45 @@ class EmotionLabeller(Protocol):
 
 def load_emotion_labeller(settings: Settings) -> EmotionLabeller:
     """The configured classifier; 'auto' picks FunASR for Emotion2Vec checkpoints."""
-    backend = settings.emotion_backend
-    if backend == "auto":
-        backend = "funasr" if "emotion2vec" in settings.emotion_model.lower() else "transformers"
-    if backend == "funasr":
+    if _backend(settings) == "funasr":
         return FunasrEmotionLabeller.load(settings)
     return TransformersEmotionLabeller.load(settings)
+
+
+def emotion_provenance(settings: Settings) -> ModelProvenance | None:
+    """The classifier's provenance without loading its weights (config and weights hash only), so a
+    run whose labels are all stored never loads it. None where only loading tells: a FunASR model
+    (FunASR resolves and downloads its directory itself) or a hub checkpoint with no local snapshot."""
+    if _backend(settings) == "funasr":
+        return None
+    source = _transformers_source(settings)
+    config = local_config(
+        "emotion", settings.emotion_model, source, settings.emotion_revision, AutoConfig.from_pretrained
+    )
+    return None if config is None else _transformers_provenance(settings, source, config)
+
+
+def _backend(settings: Settings) -> str:
+    if settings.emotion_backend != "auto":
+        return settings.emotion_backend
+    return "funasr" if "emotion2vec" in settings.emotion_model.lower() else "transformers"
+
+
+def _transformers_source(settings: Settings) -> str:
+    if settings.emotion_model == TINY_MODEL:
+        root = tiny_emotion_dir(settings.data_dir, settings.tiny_seed)
+        return str(ensure_tiny_emotion_classifier(root, settings.tiny_seed))
+    return settings.emotion_model
+
+
+def _transformers_mapping(settings: Settings, config: Any) -> LabelMapping:
+    classes = [config.id2label[index] for index in range(len(config.id2label))]
+    return LabelMapping.for_classes(classes, settings.emotion_label_map)
+
+
+def _transformers_provenance(settings: Settings, source: str, config: Any) -> ModelProvenance:
+    options = _mapping_options(_transformers_mapping(settings, config))
+    return transformers_provenance("emotion", source, settings.emotion_revision, options)
 
 
 class TransformersEmotionLabeller:
@@ -68,11 +106,7 @@ class TransformersEmotionLabeller:
     @classmethod
     def load(cls, settings: Settings) -> TransformersEmotionLabeller:
         transformers_logging.disable_progress_bar()
-        if settings.emotion_model == TINY_MODEL:
-            root = tiny_emotion_dir(settings.data_dir, settings.tiny_seed)
-            source = str(ensure_tiny_emotion_classifier(root, settings.tiny_seed))
-        else:
-            source = settings.emotion_model
+        source = _transformers_source(settings)
         device, dtype = device_and_dtype(settings)
         try:
             feature_extractor = AutoFeatureExtractor.from_pretrained(
@@ -85,17 +119,12 @@ class TransformersEmotionLabeller:
             raise ModelLoadError(
                 f"cannot load the emotion model {settings.emotion_model!r}: {error}"
             ) from error
-        classes = [model.config.id2label[index] for index in range(len(model.config.id2label))]
-        mapping = LabelMapping.for_classes(classes, settings.emotion_label_map)
-        provenance = transformers_provenance(
-            "emotion", source, settings.emotion_revision, _mapping_options(mapping)
-        )
         return cls(
             model.to(device).eval(),
             feature_extractor,
-            mapping,
+            _transformers_mapping(settings, model.config),
             settings.emotion_batch_size,
-            provenance,
+            _transformers_provenance(settings, source, model.config),
         )
 
     def label(self, clips: Sequence[DecodedAudio]) -> list[EmotionLabel]:

@@ -9,16 +9,19 @@ id by the snapshot commit found in the local cache.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from evalsvc.engine.fingerprint import package_versions, resolve_checkpoint
 from evalsvc.engine.hashing import checkpoint_weights_sha256, sha256_files
 from evalsvc.engine.types import json_digest
+from evalsvc.errors import ModelLoadError
 
 _FUNASR_FILES = ("config.yaml", "model.pt", "tokens.txt")
+ConfigT = TypeVar("ConfigT")
 
 
 @dataclass(frozen=True)
@@ -77,6 +80,20 @@ def transformers_provenance(
         options=options,
         packages=package_versions(),
     )
+
+
+def local_config(
+    role: str, model: str, source: str, revision: str | None, read: Callable[..., ConfigT]
+) -> ConfigT | None:
+    """`read(source, revision=...)` (a config class's `from_pretrained`: no weights loaded) for a
+    checkpoint held locally, to know its provenance without loading it; None for a hub checkpoint with
+    no local snapshot yet (its revision is known once loading has downloaded it)."""
+    if resolve_checkpoint(source, revision)[2] is None:
+        return None
+    try:
+        return read(source, revision=revision)
+    except (OSError, ValueError) as error:
+        raise ModelLoadError(f"cannot read the {role} model {model!r}: {error}") from error
 
 
 def funasr_provenance(model: str, model_dir: Path | None, options: dict[str, Any]) -> ModelProvenance:

@@ -13,13 +13,13 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-from transformers import AutoModelForSpeechSeq2Seq, AutoProcessor
+from transformers import AutoModelForSpeechSeq2Seq, AutoProcessor, GenerationConfig
 from transformers.models.whisper.tokenization_whisper import LANGUAGES, TO_LANGUAGE_CODE
 from transformers.utils import logging as transformers_logging
 
 from evalsvc.audio import SAMPLE_RATE, DecodedAudio
 from evalsvc.errors import InvalidParameter, ModelLoadError
-from evalsvc.judges.provenance import ModelProvenance, transformers_provenance
+from evalsvc.judges.provenance import ModelProvenance, local_config, transformers_provenance
 from evalsvc.judges.speech import device_and_dtype, map_in_batches
 from evalsvc.judges.tiny import ensure_tiny_whisper, tiny_whisper_dir
 from evalsvc.settings import TINY_MODEL, Settings
@@ -64,14 +64,7 @@ class WhisperTranscriber:
     @classmethod
     def load(cls, settings: Settings) -> WhisperTranscriber:
         transformers_logging.disable_progress_bar()
-        if settings.asr_model == TINY_MODEL:
-            source = str(
-                ensure_tiny_whisper(
-                    tiny_whisper_dir(settings.data_dir, settings.tiny_seed), settings.tiny_seed
-                )
-            )
-        else:
-            source = settings.asr_model
+        source = whisper_source(settings)
         device, dtype = device_and_dtype(settings)
         try:
             processor = AutoProcessor.from_pretrained(source, revision=settings.asr_revision)
@@ -80,21 +73,15 @@ class WhisperTranscriber:
             )
         except (OSError, ValueError) as error:
             raise ModelLoadError(f"cannot load the ASR model {settings.asr_model!r}: {error}") from error
-        language = _language_code(settings.asr_language, model)
-        options = {
-            "language": language or "auto",
-            "task": "transcribe",
-            "num_beams": settings.asr_num_beams,
-            "max_new_tokens": settings.asr_max_new_tokens,
-        }
+        provenance = _provenance(settings, source, model.generation_config)
         return cls(
             model.to(device).eval(),
             processor,
-            language=language,
+            language=_language_code(settings.asr_language, model.generation_config),
             num_beams=settings.asr_num_beams,
             max_new_tokens=settings.asr_max_new_tokens,
             batch_size=settings.asr_batch_size,
-            provenance=transformers_provenance("asr", source, settings.asr_revision, options),
+            provenance=provenance,
         )
 
     def transcribe(self, clips: Sequence[DecodedAudio]) -> list[Transcript]:
@@ -133,12 +120,44 @@ class WhisperTranscriber:
         return [self._code_of_token[int(token_id)] for token_id in token_ids.view(-1).tolist()]
 
 
-def _language_code(setting: str, model: Any) -> str | None:
-    """None for 'auto'; else the code, checked against the checkpoint's language tokens."""
+def whisper_source(settings: Settings) -> str:
+    """What `from_pretrained` reads: the configured checkpoint, or the tiny one (built on first use)."""
+    if settings.asr_model == TINY_MODEL:
+        return str(
+            ensure_tiny_whisper(tiny_whisper_dir(settings.data_dir, settings.tiny_seed), settings.tiny_seed)
+        )
+    return settings.asr_model
+
+
+def whisper_provenance(settings: Settings) -> ModelProvenance | None:
+    """The ASR provenance without loading the weights (their config, hash and generation config only),
+    so a run whose transcripts are all stored never loads Whisper. None for a hub checkpoint with no
+    local snapshot yet: its revision is known once `load` has downloaded it."""
+    source = whisper_source(settings)
+    generation = local_config(
+        "ASR", settings.asr_model, source, settings.asr_revision, GenerationConfig.from_pretrained
+    )
+    return None if generation is None else _provenance(settings, source, generation)
+
+
+def _provenance(settings: Settings, source: str, generation: Any) -> ModelProvenance:
+    """What a transcript depends on: the checkpoint and the decoding options `load` applies."""
+    options = {
+        "language": _language_code(settings.asr_language, generation) or "auto",
+        "task": "transcribe",
+        "num_beams": settings.asr_num_beams,
+        "max_new_tokens": settings.asr_max_new_tokens,
+    }
+    return transformers_provenance("asr", source, settings.asr_revision, options)
+
+
+def _language_code(setting: str, generation: Any) -> str | None:
+    """None for 'auto'; else the code, checked against the checkpoint's language tokens (its
+    generation config's `lang_to_id`)."""
     if setting == "auto":
         return None
     code = setting if setting in LANGUAGES else TO_LANGUAGE_CODE.get(setting)
-    known = getattr(model.generation_config, "lang_to_id", None) or {}
+    known = getattr(generation, "lang_to_id", None) or {}
     if code is None or f"<|{code}|>" not in known:
         raise InvalidParameter(
             f"EVALSVC_ASR_LANGUAGE={setting!r} is not a language of this Whisper checkpoint; use 'auto' or a "

@@ -3,7 +3,8 @@
 Transcripts and labels are keyed by (audio sha256, model provenance key): a clip is transcribed once
 per ASR configuration and reused by every judge, every run and `evalsvc build`. Verdicts (llm-mos,
 llm-ab) are keyed by content like `results` (`verdict_key`); llm-assessment results are `results` rows
-(`evalsvc.store.results`) under the judge's model version. Only successes are stored: a failed call is
+(`evalsvc.store.results`) under the judge's model version, their structured fields `llm_assessments`
+rows beside them. Only successes are stored: a failed call is
 asked again by the next run. Every call, failed or not, is a row of the ledger `llm_calls`.
 
 The judge's model version is a `model_versions` row like EmpathyEval's: `fingerprint` the judge
@@ -23,6 +24,7 @@ from sqlalchemy.orm import Session
 
 from evalsvc.store.models import (
     EmotionLabelRow,
+    LLMAssessment,
     LLMCallRow,
     LLMVerdict,
     ModelVersion,
@@ -191,6 +193,21 @@ def store_verdicts(
     rows = [vars(record) | {"model_version_id": model_version_id} for record in records]
     upsert(session, LLMVerdict, rows, conflict=["content_key"])
     return {key: row.id for key, row in find_verdicts(session, (r.content_key for r in records)).items()}
+
+
+def store_assessment_fields(session: Session, fields: Mapping[int, Mapping[str, Any]]) -> None:
+    """`fields`: `results` id -> the llm-assessment's structured fields (first writer wins)."""
+    rows = [{"result_id": result_id, "fields": dict(value)} for result_id, value in fields.items()]
+    upsert(session, LLMAssessment, rows, conflict=["result_id"])
+
+
+def find_assessment_fields(session: Session, result_ids: Iterable[int]) -> dict[int, dict[str, Any]]:
+    """The structured fields of llm-assessment results by `results` id; ids without them are absent."""
+    found: dict[int, dict[str, Any]] = {}
+    for chunk in lookup_chunks(result_ids):
+        query = select(LLMAssessment).where(LLMAssessment.result_id.in_(chunk))
+        found.update((row.result_id, dict(row.fields)) for row in session.scalars(query))
+    return found
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@
                                                sha256 and model provenance key, shared by every judge
     model_versions ──< llm_verdicts            llm-mos / llm-ab results (llm-assessment ones are
                                                `results`, in EmpathyEval's shape); run_items link them
+    results ──○ llm_assessments                an llm-assessment result's structured Stage-3 fields
     model_versions ──< llm_calls >── runs      the LLM ledger: tokens, cost, latency, served model
 
 A run is judged by one judge (`runs.judge`: 'empathyeval' or an LLM judge id); a manifest judged by
@@ -391,6 +392,20 @@ class LLMVerdict(Base):
     backward: Mapped[int | None] = mapped_column(Integer)
     flipped: Mapped[bool | None]
     created_at: Mapped[datetime] = mapped_column(server_default=func.now())
+
+
+class LLMAssessment(Base):
+    """The structured fields of an llm-assessment result (`results` row `result_id`): both emotion
+    captions, the true intent, whether the response meets the need, the suggestions and the scores
+    (`Assessment.to_dict()`). `results.assessment` keeps the text EmpathyEval's readers expect; these
+    make a cached answer equal a fresh one."""
+
+    __tablename__ = "llm_assessments"
+
+    result_id: Mapped[int] = mapped_column(
+        BigId, ForeignKey("results.id", ondelete="CASCADE"), primary_key=True, autoincrement=False
+    )
+    fields: Mapped[dict[str, Any]]
 
 
 class LLMCallRow(Base):

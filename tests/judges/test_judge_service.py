@@ -17,6 +17,8 @@ from sqlalchemy import func, select
 from evalsvc.engine.prompt import parse_score_line
 from evalsvc.errors import InvalidParameter, LLMBudgetExceeded
 from evalsvc.judge_scoring import JudgedPair, JudgeService
+from evalsvc.judges.emotion_models import TransformersEmotionLabeller, emotion_provenance
+from evalsvc.judges.transcripts import WhisperTranscriber, whisper_provenance
 from evalsvc.llm_client import Prices
 from evalsvc.settings import Settings
 from evalsvc.store import ModelVersion, Result, Store, create_run
@@ -55,6 +57,32 @@ def test_a_second_identical_judgement_makes_no_call(
     # One transcript and one label per distinct clip (the query is shared), one ledger row per call.
     assert count(store, Transcript) == 3 and count(store, EmotionLabelRow) == 3
     assert count(store, LLMCallRow) == 2 and count(store, LLMVerdict) == 2
+
+
+def test_a_fully_cached_run_loads_neither_speech_model(
+    llm: ClientFactory,
+    judge_models_settings: Settings,
+    store: Store,
+    transcriber: WhisperTranscriber,
+    labeller: TransformersEmotionLabeller,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The provenance read from the files is the one the loaded models report: same fingerprint.
+    assert whisper_provenance(judge_models_settings) == transcriber.provenance
+    assert emotion_provenance(judge_models_settings) == labeller.provenance
+    loads: list[str] = []
+    for name, model in (("asr", WhisperTranscriber), ("emotion", TransformersEmotionLabeller)):
+        real = model.load
+        monkeypatch.setattr(
+            model, "load", lambda settings, name=name, real=real: loads.append(name) or real(settings)
+        )
+    with llm() as (client, server):
+        JudgeService(judge_models_settings, store, client).judge("llm-mos+emotion", pairs())
+        assert sorted(loads) == ["asr", "emotion"]
+        again = JudgeService(judge_models_settings, store, client).judge("llm-mos+emotion", pairs())
+        assert len(server.requests) == 2
+    assert [a.cached for a in again] == [True, True] and all(a.texts for a in again)
+    assert sorted(loads) == ["asr", "emotion"]  # the second run loaded nothing
 
 
 def test_ab_keeps_both_orders_and_the_flip_and_keys_by_the_reference(
@@ -109,6 +137,31 @@ def test_assessment_results_are_empathyeval_shaped_rows_of_results(
             assert row.avg == pytest.approx((row.ns + row.wa + row.eu + row.es) / 4)  # type: ignore[operator]
 
 
+def test_a_cached_assessment_equals_the_fresh_one(
+    llm: ClientFactory, judge_models_settings: Settings, store: Store
+) -> None:
+    with llm() as (client, server):
+        fresh = JudgeService(judge_models_settings, store, client).judge("llm-assessment", pairs())
+        cached = JudgeService(judge_models_settings, store, client).judge("llm-assessment", pairs())
+        assert len(server.requests) == 2
+    assert [a.cached for a in cached] == [True, True]
+    assert all(a.value and a.value["assessment"]["true_intent"] for a in fresh)  # type: ignore[index]
+    assert [a.to_dict() | {"cached": None} for a in cached] == [a.to_dict() | {"cached": None} for a in fresh]
+
+
+def test_duplicate_pairs_of_one_batch_are_sent_once(
+    llm: ClientFactory, judge_models_settings: Settings, store: Store
+) -> None:
+    twice = [pairs()[0], pairs()[1], pairs()[0]]
+    with llm() as (client, server):
+        for judge in ("llm-assessment", "llm-mos"):
+            answers = JudgeService(judge_models_settings, store, client).judge(judge, twice)
+            assert [a.cached for a in answers] == [False] * 3
+            assert answers[0].to_dict() == answers[2].to_dict() and answers[0].value is not None
+        assert len(server.requests) == 4
+    assert count(store, LLMCallRow) == 4 and count(store, Result) == 2 and count(store, LLMVerdict) == 2
+
+
 def test_failures_are_ledgered_but_never_cached(
     llm: ClientFactory, judge_models_settings: Settings, store: Store
 ) -> None:
@@ -139,6 +192,20 @@ def test_a_budget_stops_the_batch_before_its_first_call(
         assert len(server.requests) == 1
         service.judge("llm-mos", pairs()[1:], max_cost_usd=1.0)
         assert len(server.requests) == 2
+
+
+def test_a_budget_refuses_a_ledger_of_unpriced_calls(
+    llm: ClientFactory, judge_models_settings: Settings, store: Store
+) -> None:
+    with store.session() as session:
+        run_id = create_run(session, name="unpriced", mode="scores", judge="llm-mos").id
+    with llm(prices=Prices()) as (client, _):
+        JudgeService(judge_models_settings, store, client).judge("llm-mos", pairs()[:1], run_id=run_id)
+    with llm() as (client, server):
+        service = JudgeService(judge_models_settings, store, client)
+        with pytest.raises(LLMBudgetExceeded, match="without prices"):
+            service.judge("llm-mos", pairs()[1:], run_id=run_id, budget_runs=[run_id], max_cost_usd=100.0)
+        assert server.requests == []  # an unknown spend is not read as $0
 
 
 def test_the_ledger_sums_tokens_and_cost_and_unknown_prices_stay_unknown(
