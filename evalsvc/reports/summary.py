@@ -116,11 +116,13 @@ def run_summary(session: Session, run_id: int, tenant_id: int | None) -> RunSumm
             errors[row.error_code] += row.items
     names = verdict_figures(run.judge)
     if names:
+        # A second statement: on a run still being judged it may see an item the first did not, or
+        # an emotion label recorded since (an +emotion judge fills it in), hence a group of its own.
         for row in session.execute(verdict_rows(run_id)):
             value = (row.verdict, float(bool(row.flipped)))
             overall.verdicts.append(value)
             for name, groups in by.items():
-                groups[getattr(row, name)].verdicts.append(value)
+                groups.setdefault(getattr(row, name), _Tally(histogram=True)).verdicts.append(value)
     return RunSummary(
         run_id=run.id,
         run_name=run.name,

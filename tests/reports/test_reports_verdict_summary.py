@@ -11,12 +11,15 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
+from sqlalchemy import Select, update
 
 from evalsvc.reports import export_batches, run_summary
+from evalsvc.reports import summary as summary_module
 from evalsvc.reports.export import export_columns, write_export
 from evalsvc.reports.schemas import Figure, GroupSummary
 from evalsvc.reports.tables import render_text, summary_tables
 from evalsvc.store import Store
+from evalsvc.store.models import RunItem
 from evalsvc.store.report_queries import EXPORT_COLUMNS
 from tests.reports.builders import (
     VerdictItem,
@@ -174,3 +177,35 @@ def test_export_of_a_verdict_run_has_verdict_and_flipped_columns(module_store: S
     by_key = {item.key: item for item in runs.mos_items}
     assert table["verdict"] == [by_key[key].value for key in table["item_key"]]
     assert set(table["flipped"]) == {None}  # MOS has no presentation orders
+
+
+def test_a_label_recorded_between_the_summary_statements_gets_a_group(
+    module_store: Store, runs: Runs, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A run still being judged: an +emotion judge records an item's emotion after the counts were
+    read and before the verdicts are; the summary shows the new group instead of failing."""
+    judged = next(item for item in runs.mos_items if item.orders is not None and item.value is not None)
+    real_verdict_rows = summary_module.verdict_rows
+
+    def label_recorded_in_between(run_id: int) -> Select:
+        with module_store.session() as other:
+            other.execute(
+                update(RunItem)
+                .where(RunItem.run_id == run_id, RunItem.item_key == judged.key)
+                .values(emotion="surprise-recorded-late")
+            )
+        return real_verdict_rows(run_id)
+
+    monkeypatch.setattr(summary_module, "verdict_rows", label_recorded_in_between)
+    try:
+        with module_store.session() as session:
+            summary = run_summary(session, runs.mos, None)
+    finally:
+        with module_store.session() as other:
+            other.execute(
+                update(RunItem)
+                .where(RunItem.run_id == runs.mos, RunItem.item_key == judged.key)
+                .values(emotion=judged.emotion)
+            )
+    late = [group for group in summary.by_emotion if group.key == "surprise-recorded-late"]
+    assert len(late) == 1 and late[0].verdicts["MOS"].n == 1
