@@ -231,7 +231,9 @@ class RunResponse(BaseModel):
     errors: dict[str, int] = Field(description="Failed items by error code.")
     created_at: str | None
     finished_at: str | None
-    queued_jobs: int | None = Field(None, description="Shard jobs queued by this request (POST only).")
+    queued_jobs: int | None = Field(
+        None, description="Shard jobs queued by this request, for all its runs (POST only)."
+    )
     runs: list[int] | None = Field(
         None,
         description="Every run this request created, one per judge in the order given; this answer is the "

@@ -91,7 +91,7 @@ class RunsAPI:
         state = run_state(self.store, first, tenant_id=tenant_id).to_dict()
         skipped = [str(problem) for problem in manifest.problems]
         return RunResponse.model_validate(
-            state | {"queued_jobs": submitted.queued_jobs[0], "skipped": skipped, "runs": submitted.run_ids}
+            state | {"queued_jobs": sum(submitted.queued_jobs), "skipped": skipped, "runs": submitted.run_ids}
         )
 
     def cancel(self, tenant_id: int, run_id: int) -> RunResponse:

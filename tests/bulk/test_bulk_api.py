@@ -199,6 +199,7 @@ def test_a_run_over_http_takes_several_judges_as_a_group_with_a_budget(
         assert created.status_code == 201, created.text
         first = created.json()
         assert len(first["runs"]) == 3 and first["runs"][0] == first["id"]
+        assert first["queued_jobs"] == 3  # one shard per run of the group
         states = [client.get(f"/v1/runs/{run_id}", headers=alice).json() for run_id in first["runs"]]
     assert [state["judge"] for state in states] == judges.split(",")
     assert {state["group_id"] for state in states} == {first["id"]}
