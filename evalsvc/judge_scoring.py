@@ -344,7 +344,7 @@ class JudgeService:
                 raise LLMBudgetExceeded(
                     f"the ledger of this run group holds LLM calls made without prices: what they cost is "
                     f"unknown, so --max-cost ${max_cost_usd:g} cannot be enforced; stopped before the calls "
-                    "(judge the rest in a new run, or without --max-cost)"
+                    "(the budget stays with the group: judge the rest in a new run)"
                 )
             spent = spend.cost_usd
         if spent + bound > max_cost_usd:
