@@ -313,7 +313,12 @@ def export_rows(
     run_ids: Sequence[int], *, dataset: str | None, system: str | None, verdicts: bool = False
 ) -> Select[Any]:
     """Every item of the runs joined with its result, in `EXPORT_COLUMNS` order (then
-    `VERDICT_EXPORT_COLUMNS` with `verdicts`), run by run."""
+    `VERDICT_EXPORT_COLUMNS` with `verdicts`), run by run. A verdict item has no result: its judge
+    version and clip hashes come from its verdict."""
+    query_sha256, response_sha256 = Result.query_sha256, Result.response_sha256
+    if verdicts:
+        query_sha256 = func.coalesce(Result.query_sha256, LLMVerdict.query_sha256)
+        response_sha256 = func.coalesce(Result.response_sha256, LLMVerdict.response_sha256)
     query = (
         select(
             RunItem.run_id,
@@ -323,12 +328,12 @@ def export_rows(
             RunItem.emotion,
             RunItem.status,
             RunItem.result_id,
-            Result.model_version_id,
+            func.coalesce(Result.model_version_id, RunItem.model_version_id).label("model_version_id"),
             *SCORE_COLUMNS.values(),
             error_code(),
             Result.assessment,
-            Result.query_sha256,
-            Result.response_sha256,
+            query_sha256.label("query_sha256"),
+            response_sha256.label("response_sha256"),
             RunItem.meta,
         )
         .select_from(RunItem)

@@ -27,6 +27,7 @@ from tests.reports.builders import (
     add_verdict_run,
     random_items,
     random_verdict_items,
+    sha,
 )
 
 
@@ -173,6 +174,12 @@ def test_export_of_a_verdict_run_has_verdict_and_flipped_columns(module_store: S
         item = expected[row["item_key"]]
         assert row["verdict"] == ("" if item.value is None else str(item.value))
         assert row["flipped"] == ("" if item.value is None else str(item.flipped))
+        # A verdict item's judge version and clip hashes come from its verdict (it has no result).
+        judged = item.value is not None
+        assert (row["query_sha256"], row["response_sha256"]) == (
+            (sha(f"q{item.key}"), sha(f"r{item.key}")) if judged else ("", "")
+        )
+        assert bool(row["model_version_id"]) == judged
     table = pq.read_table(io.BytesIO(parquet.getvalue())).to_pydict()
     by_key = {item.key: item for item in runs.mos_items}
     assert table["verdict"] == [by_key[key].value for key in table["item_key"]]
