@@ -83,6 +83,14 @@ class JudgedPair:
     reference: DecodedAudio | str | None = None
 
 
+def budget_needs_prices(option: str) -> InvalidParameter:
+    """The refusal of an LLM budget (`option` names it: `--max-cost`, `max_cost_usd`) when the LLM
+    prices are not set: nothing could tell what a call costs, so nothing could keep the budget."""
+    return InvalidParameter(
+        f"{option} needs prices: set EVALSVC_LLM_PRICE_INPUT_PER_1M and EVALSVC_LLM_PRICE_OUTPUT_PER_1M"
+    )
+
+
 @dataclass(frozen=True)
 class JudgeAnswer:
     """One pair's outcome: `value` (the judge's fields) or `error`; where it is stored, and texts read.
@@ -331,9 +339,7 @@ class JudgeService:
     ) -> None:
         bound = estimate(spec, texts, self.client.config).max_cost_usd
         if bound is None:
-            raise InvalidParameter(
-                "--max-cost needs prices: set EVALSVC_LLM_PRICE_INPUT_PER_1M and EVALSVC_LLM_PRICE_OUTPUT_PER_1M"
-            )
+            raise budget_needs_prices("--max-cost")
         spent = 0.0
         if self.store is not None and runs:
             with self.store.session() as session:

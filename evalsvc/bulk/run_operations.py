@@ -21,6 +21,7 @@ from evalsvc.bulk.processing import BatchHook, ShardContext, ShardReport, proces
 from evalsvc.bulk.queue import ShardQueue
 from evalsvc.bulk.shards import Shard, plan_shards, shards_with_pending
 from evalsvc.errors import InvalidParameter, QueueUnavailable
+from evalsvc.judge_scoring import budget_needs_prices
 from evalsvc.settings import Mode, Settings
 from evalsvc.store import RunStatus, Store, add_run_items, create_run, refresh_run_counts
 from evalsvc.store.models import EMPATHYEVAL_JUDGE
@@ -85,9 +86,7 @@ def check_budget(settings: Settings, max_cost_usd: float | None, option: str) ->
     if not max_cost_usd > 0:
         raise InvalidParameter(f"{option} must be above 0, not {max_cost_usd:g}")
     if settings.llm_price_input_per_1m is None or settings.llm_price_output_per_1m is None:
-        raise InvalidParameter(
-            f"{option} needs prices: set EVALSVC_LLM_PRICE_INPUT_PER_1M and EVALSVC_LLM_PRICE_OUTPUT_PER_1M"
-        )
+        raise budget_needs_prices(option)
 
 
 def record_runs(
